@@ -1,0 +1,277 @@
+"""The node agent's reconcile loop: watch the node's pods, run them, clean up after them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+
+from chaosmesh_sec.lab import network
+from chaosmesh_sec.lab.agent import kwokres, volumes
+from chaosmesh_sec.lab.agent.crilog import CriLogPump
+from chaosmesh_sec.lab.agent.runtime import ContainerProcess, start_container
+from chaosmesh_sec.lab.topology import Node, Topology
+
+__all__ = ["NodeAgent"]
+
+logger = logging.getLogger("chaostoolkit")
+
+RESTART_BACKOFF = 2.0
+PROBE_PERIOD = 2.0
+
+
+@dataclass
+class PodState:
+    uid: str
+    namespace: str
+    name: str
+    pod_dir: Path
+    netns: str
+    processes: dict[str, ContainerProcess] = field(default_factory=dict)
+    pumps: list[CriLogPump] = field(default_factory=list)
+    ready: bool | None = None
+    gone: bool = False
+
+
+class NodeAgent:
+    def __init__(
+        self, node: Node, topo: Topology, api: client.ApiClient, pods_root: Path, bin_dir: Path
+    ) -> None:
+        self.node = node
+        self.topo = topo
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.pods_root = pods_root
+        self.bin_dir = bin_dir
+        self.pods: dict[str, PodState] = {}
+        self.lock = threading.RLock()
+        self.base_env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "KUBERNETES_SERVICE_HOST": topo.kubernetes_service_ip,
+            "KUBERNETES_SERVICE_PORT": "443",
+        }
+        marker = os.environ.get("CHAOSMESH_LAB")
+        if marker:
+            self.base_env["CHAOSMESH_LAB"] = marker
+
+    # -- the loop ---------------------------------------------------------------
+    def run_forever(self) -> None:
+        threading.Thread(target=self._probe_loop, name="readiness", daemon=True).start()
+        selector = f"spec.nodeName={self.node.name}"
+        while True:
+            try:
+                listed = self.core.list_pod_for_all_namespaces(field_selector=selector)
+                seen = {p.metadata.uid for p in listed.items}
+                for pod in listed.items:
+                    self._reconcile(pod)
+                for uid in set(self.pods) - seen:
+                    self._teardown(uid)
+                stream = watch.Watch().stream(
+                    self.core.list_pod_for_all_namespaces,
+                    field_selector=selector,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=300,
+                )
+                for event in stream:
+                    pod = event["object"]
+                    if event["type"] == "DELETED":
+                        self._teardown(pod.metadata.uid)
+                    else:
+                        self._reconcile(pod)
+            except Exception as exc:  # noqa: BLE001 - the API may be unreachable (a partition)
+                logger.warning("lab agent %s: watch interrupted: %s", self.node.name, exc)
+                time.sleep(2)
+
+    def _reconcile(self, pod: Any) -> None:
+        uid = pod.metadata.uid
+        if pod.metadata.deletion_timestamp is not None:
+            self._teardown(uid)
+            return
+        if uid in self.pods or not pod.status.pod_ip:
+            return
+        if pod.status.phase in ("Succeeded", "Failed"):
+            return
+        try:
+            self._setup(pod)
+        except Exception:
+            logger.exception("lab agent %s: could not start pod %s", self.node.name, pod.metadata.name)
+
+    # -- pod setup / teardown ---------------------------------------------------
+    def _setup(self, pod: Any) -> None:
+        meta = pod.metadata
+        pod_dir = self.pods_root / f"{meta.namespace}_{meta.name}_{meta.uid[:8]}"
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        netns = ""
+        if not pod.spec.host_network:
+            netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
+        (pod_dir / "netns").write_text(netns)
+        state = PodState(meta.uid, meta.namespace, meta.name, pod_dir, netns)
+        with self.lock:
+            self.pods[meta.uid] = state
+        if any(c.readiness_probe is not None for c in pod.spec.containers):
+            # kwok marks pods Ready at once; a probed pod is Ready only once its probe passes.
+            self._set_ready(state, False)
+        vols = volumes.materialise(self.core, pod, pod_dir)
+        for container in pod.spec.containers:
+            self._start(state, pod, container, vols)
+        kwokres.ensure(self.custom, pod, pod_dir)
+        logger.info("lab agent %s: pod %s/%s set up", self.node.name, meta.namespace, meta.name)
+
+    def _start(self, state: PodState, pod: Any, container: Any, vols: dict[str, Path]) -> None:
+        cdir = state.pod_dir / "containers" / container.name
+        cdir.mkdir(parents=True, exist_ok=True)
+
+        def on_exit(cp: ContainerProcess, code: int) -> None:
+            self._exited(state, pod, container, vols, cp, code)
+
+        cp = start_container(
+            pod,
+            container,
+            netns=state.netns,
+            volumes=vols,
+            pod_dir=state.pod_dir,
+            bin_dir=self.bin_dir,
+            base_env=self.base_env,
+            on_exit=on_exit,
+        )
+        raw = state.pod_dir / "logs" / f"{container.name}.log"
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.touch()
+        if cp is not None:
+            (cdir / "pid").write_text(str(cp.pid))
+            state.processes[container.name] = cp
+        if not state.pumps or all(p.name != container.name for p in state.pumps):
+            pump = CriLogPump(container.name, raw, raw.with_suffix(".cri.log"))
+            pump.start()
+            state.pumps.append(pump)
+
+    def _exited(
+        self,
+        state: PodState,
+        pod: Any,
+        container: Any,
+        vols: dict[str, Path],
+        cp: ContainerProcess,
+        code: int,
+    ) -> None:
+        if cp.stopping or state.gone:
+            return
+        policy = pod.spec.restart_policy or "Always"
+        logger.info(
+            "lab agent %s: %s/%s container %s exited %d (restartPolicy %s)",
+            self.node.name, state.namespace, state.name, container.name, code, policy,
+        )  # fmt: skip
+        if policy == "Always" or (policy == "OnFailure" and code != 0):
+            time.sleep(RESTART_BACKOFF)
+            if not state.gone:
+                self._start(state, pod, container, vols)
+            return
+        self._report_terminated(pod, container.name, code, cp.started_at)
+
+    def _report_terminated(self, pod: Any, container: str, code: int, started: float) -> None:
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        began = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        statuses = [
+            {
+                "name": c.name,
+                "image": c.image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {
+                    "terminated": {
+                        "exitCode": code if c.name == container else 0,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": began,
+                        "finishedAt": now,
+                    }
+                },
+            }
+            for c in pod.spec.containers
+        ]
+        body = {
+            "status": {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "podIP": pod.status.pod_ip,
+                "conditions": [
+                    {"type": "Ready", "status": "False", "reason": "PodCompleted"},
+                    {"type": "ContainersReady", "status": "False", "reason": "PodCompleted"},
+                ],
+                "containerStatuses": statuses,
+            }
+        }
+        try:
+            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+        except Exception as exc:  # noqa: BLE001 - e.g. partitioned; the pod keeps its last status
+            logger.warning("lab agent %s: could not report exit: %s", self.node.name, exc)
+
+    def _teardown(self, uid: str) -> None:
+        with self.lock:
+            state = self.pods.pop(uid, None)
+        if state is None:
+            return
+        state.gone = True
+        for cp in state.processes.values():
+            cp.stop()
+        for pump in state.pumps:
+            pump.stop()
+        if state.netns:
+            network.delete_pod_netns(uid)
+        shutil.rmtree(state.pod_dir, ignore_errors=True)
+        logger.info("lab agent %s: pod %s/%s torn down", self.node.name, state.namespace, state.name)
+
+    # -- readiness --------------------------------------------------------------
+    def _probe_loop(self) -> None:
+        while True:
+            time.sleep(PROBE_PERIOD)
+            with self.lock:
+                states = list(self.pods.values())
+            for state in states:
+                try:
+                    self._probe(state)
+                except Exception as exc:  # noqa: BLE001
+                    logger.debug("lab agent: probe of %s failed: %s", state.name, exc)
+
+    def _probe(self, state: PodState) -> None:
+        pod = self.core.read_namespaced_pod(state.name, state.namespace)
+        probes = [
+            c.readiness_probe.http_get
+            for c in pod.spec.containers
+            if c.readiness_probe is not None and c.readiness_probe.http_get is not None
+        ]
+        if not probes or pod.status.phase != "Running":
+            return
+        ready = all(_http_ok(pod.status.pod_ip, p.port, p.path or "/") for p in probes)
+        if ready != state.ready:
+            self._set_ready(state, ready)
+
+    def _set_ready(self, state: PodState, ready: bool) -> None:
+        status = "True" if ready else "False"
+        body = {
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": status},
+                    {"type": "ContainersReady", "status": status},
+                ]
+            }
+        }
+        self.core.patch_namespaced_pod_status(state.name, state.namespace, body)
+        state.ready = ready
+
+
+def _http_ok(ip: str, port: int | str, path: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=2) as resp:
+            return 200 <= resp.status < 400
+    except Exception:  # noqa: BLE001
+        return False

@@ -1,0 +1,127 @@
+"""Run and stop a pod's containers as processes on this machine."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaosmesh_sec.lab.agent.programs import argv_for, mount_script
+from chaosmesh_sec.lab.agent.volumes import field_value
+
+__all__ = ["ContainerProcess", "start_container"]
+
+logger = logging.getLogger("chaostoolkit")
+
+ExitCallback = Callable[["ContainerProcess", int], None]
+
+
+@dataclass
+class ContainerProcess:
+    pod_uid: str
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    started_at: float = field(default_factory=time.time)
+    stopping: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the container's process group, SIGKILL it after ``grace``."""
+        self.stopping = True
+        if self.proc.poll() is not None:
+            return
+        _signal_group(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=grace)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _env(pod: Any, container: Any, base: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    # How the lab (and its tests) find a pod's processes in /proc.
+    env["CMSLAB_POD_UID"] = pod.metadata.uid
+    env["CMSLAB_CONTAINER"] = container.name
+    for var in container.env or []:
+        if var.value is not None:
+            env[var.name] = var.value
+        elif var.value_from is not None and var.value_from.field_ref is not None:
+            env[var.name] = field_value(pod, var.value_from.field_ref.field_path)
+    return env
+
+
+def start_container(
+    pod: Any,
+    container: Any,
+    *,
+    netns: str,
+    volumes: dict[str, Path],
+    pod_dir: Path,
+    bin_dir: Path,
+    base_env: dict[str, str],
+    on_exit: ExitCallback,
+) -> ContainerProcess | None:
+    """Start ``container`` of ``pod``; None when the lab has nothing to run for it."""
+    argv = argv_for(container, bin_dir)
+    if not argv:
+        return None
+    mounts = [
+        (volumes[m.name], m.mount_path, bool(m.read_only))
+        for m in container.volume_mounts or []
+        if m.name in volumes
+    ]
+    scratch = pod_dir / "scratch" / container.name
+    scratch.mkdir(parents=True, exist_ok=True)
+    script = mount_script(mounts, scratch) + '\nexec "$@"'
+    cmd = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"]
+    if netns:
+        cmd = ["nsenter", f"--net=/run/netns/{netns}", "--", *cmd]
+    cmd += argv
+    log_path = pod_dir / "logs" / f"{container.name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = _env(pod, container, base_env)
+    workdir = container.working_dir if container.working_dir and os.path.isdir(container.working_dir) else "/"
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    cp = ContainerProcess(pod.metadata.uid, container.name, proc, log_path)
+    logger.info(
+        "lab: %s/%s container %s started (pid %d)",
+        pod.metadata.namespace,
+        pod.metadata.name,
+        container.name,
+        proc.pid,
+    )
+
+    def _wait() -> None:
+        code = proc.wait()
+        on_exit(cp, code)
+
+    threading.Thread(target=_wait, name=f"wait-{container.name}", daemon=True).start()
+    return cp

@@ -1,0 +1,148 @@
+"""Materialise a pod's volumes into files under the pod's directory.
+
+Supported: projected (serviceAccountToken, configMap, secret, downwardAPI metadata),
+configMap, secret, emptyDir, hostPath. Tokens come from the TokenRequest API, bound
+to the pod, with the audience the pod asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+__all__ = ["Mount", "materialise"]
+
+logger = logging.getLogger("chaostoolkit")
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool
+
+
+def _write(path: Path, data: bytes, secret: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _items(data: dict[str, bytes], items: list[Any] | None) -> dict[str, bytes]:
+    if not items:
+        return data
+    return {item.path: data[item.key] for item in items if item.key in data}
+
+
+class _Materialiser:
+    def __init__(self, core: client.CoreV1Api, pod: Any) -> None:
+        self.core = core
+        self.pod = pod
+        self.ns = pod.metadata.namespace
+
+    def configmap(self, name: str, optional: bool) -> dict[str, bytes] | None:
+        try:
+            cm = self.core.read_namespaced_config_map(name, self.ns)
+        except client.ApiException as exc:
+            if exc.status == 404 and optional:
+                return None
+            raise
+        data = {k: v.encode() for k, v in (cm.data or {}).items()}
+        data.update({k: base64.b64decode(v) for k, v in (cm.binary_data or {}).items()})
+        return data
+
+    def secret(self, name: str, optional: bool) -> dict[str, bytes] | None:
+        try:
+            sec = self.core.read_namespaced_secret(name, self.ns)
+        except client.ApiException as exc:
+            if exc.status == 404 and optional:
+                return None
+            raise
+        return {k: base64.b64decode(v) for k, v in (sec.data or {}).items()}
+
+    def token(self, audience: str | None, seconds: int | None) -> bytes:
+        spec = client.V1TokenRequestSpec(
+            audiences=[audience] if audience else [],
+            expiration_seconds=max(seconds or 3600, 600),
+            bound_object_ref=client.V1BoundObjectReference(
+                kind="Pod", api_version="v1", name=self.pod.metadata.name, uid=self.pod.metadata.uid
+            ),
+        )
+        sa = self.pod.spec.service_account_name or "default"
+        resp = self.core.create_namespaced_service_account_token(
+            sa, self.ns, client.AuthenticationV1TokenRequest(spec=spec)
+        )
+        return str(resp.status.token).encode()
+
+    def projected(self, sources: list[Any]) -> dict[str, tuple[bytes, bool]]:
+        files: dict[str, tuple[bytes, bool]] = {}
+        for src in sources:
+            if src.service_account_token is not None:
+                sat = src.service_account_token
+                files[sat.path] = (self.token(sat.audience, sat.expiration_seconds), True)
+            elif src.config_map is not None:
+                data = self.configmap(src.config_map.name, bool(src.config_map.optional)) or {}
+                for path, value in _items(data, src.config_map.items).items():
+                    files[path] = (value, False)
+            elif src.secret is not None:
+                data = self.secret(src.secret.name, bool(src.secret.optional)) or {}
+                for path, value in _items(data, src.secret.items).items():
+                    files[path] = (value, True)
+            elif src.downward_api is not None:
+                for item in src.downward_api.items or []:
+                    if item.field_ref is not None:
+                        value = _field(self.pod, item.field_ref.field_path)
+                        files[item.path] = (value.encode(), False)
+        return files
+
+
+def _field(pod: Any, path: str) -> str:
+    fields = {
+        "metadata.name": pod.metadata.name,
+        "metadata.namespace": pod.metadata.namespace,
+        "metadata.uid": pod.metadata.uid,
+        "spec.nodeName": pod.spec.node_name,
+        "spec.serviceAccountName": pod.spec.service_account_name or "default",
+        "status.podIP": pod.status.pod_ip,
+        "status.hostIP": pod.status.host_ip,
+    }
+    return str(fields.get(path) or "")
+
+
+def field_value(pod: Any, path: str) -> str:
+    """The value of a downward-API field path for ``pod`` ("" when unsupported)."""
+    return _field(pod, path)
+
+
+def materialise(core: client.CoreV1Api, pod: Any, pod_dir: Path) -> dict[str, Path]:
+    """Write every volume of ``pod`` under ``pod_dir/volumes``; return name -> directory."""
+    m = _Materialiser(core, pod)
+    out: dict[str, Path] = {}
+    for vol in pod.spec.volumes or []:
+        target = pod_dir / "volumes" / vol.name
+        target.mkdir(parents=True, exist_ok=True)
+        files: dict[str, tuple[bytes, bool]] = {}
+        if vol.projected is not None:
+            files = m.projected(vol.projected.sources or [])
+        elif vol.config_map is not None:
+            data = m.configmap(vol.config_map.name, bool(vol.config_map.optional)) or {}
+            files = {p: (v, False) for p, v in _items(data, vol.config_map.items).items()}
+        elif vol.secret is not None:
+            data = m.secret(vol.secret.secret_name, bool(vol.secret.optional)) or {}
+            files = {p: (v, True) for p, v in _items(data, vol.secret.items).items()}
+        elif vol.host_path is not None:
+            out[vol.name] = Path(vol.host_path.path)
+            continue
+        elif vol.empty_dir is None:
+            logger.warning("lab: volume %s of %s: unsupported type", vol.name, pod.metadata.name)
+        for rel, (value, secret) in files.items():
+            _write(target / rel, value, secret)
+        out[vol.name] = target
+    return out

@@ -1,0 +1,222 @@
+"""The lab's nodes and what runs on them: kwok and the node agent, per node namespace;
+then the cluster add-ons the lab deploys (kwok's and Istio's CRDs, istiod)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from chaosmesh_sec.errors import LabError
+from chaosmesh_sec.lab import procs
+from chaosmesh_sec.lab.build import Binaries
+from chaosmesh_sec.lab.components import component, module_source
+from chaosmesh_sec.lab.paths import LabPaths
+from chaosmesh_sec.lab.pki import LabPKI
+from chaosmesh_sec.lab.topology import Node, Topology
+
+__all__ = ["start", "ready_states", "node_manifest"]
+
+logger = logging.getLogger("chaostoolkit")
+
+MANIFESTS = Path(__file__).resolve().parent / "manifests"
+KWOK_CRDS = ("execs", "portforwards", "logs")
+KWOK_POD_STAGES = ("pod-ready", "pod-delete")  # not pod-complete: the agent reports exits
+STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+Progress = Callable[[str], None]
+
+
+class Kubectl(Protocol):
+    def __call__(self, *args: str, stdin: str | None = None) -> str: ...
+
+
+def node_manifest(node: Node) -> dict[str, Any]:
+    """The Node object the lab creates; kwok initialises its status (pure)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "labels": {
+                "kubernetes.io/hostname": node.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
+        "status": {"addresses": [{"type": "InternalIP", "address": node.ip}]},
+    }
+
+
+def _exec_shims(paths: LabPaths) -> Path:
+    """A directory first on kwok's PATH: every host command name, linked to a dispatcher
+    that runs the command inside the target container's namespaces (see kwokres)."""
+    shims = paths.state / "shims"
+    shims.mkdir(parents=True, exist_ok=True)
+    dispatcher = shims / ".dispatch"
+    dispatcher.write_text(
+        "#!/bin/sh\n"
+        "# chaosmesh-sec lab: `kubectl exec` lands here; enter the container's namespaces.\n"
+        'name=${0##*/}\n'
+        f"PATH={':'.join(STANDARD_PATH)}; export PATH\n"
+        't=$CMSLAB_EXEC_TARGET\n'
+        'if [ -n "$t" ] && [ -f "$t/pid" ]; then\n'
+        '  pid=$(cat "$t/pid")\n'
+        '  if kill -0 "$pid" 2>/dev/null; then exec nsenter -t "$pid" -n -m -- "$name" "$@"; fi\n'
+        "fi\n"
+        'if [ -n "$CMSLAB_POD_NETNS" ]; then\n'
+        '  exec nsenter --net=/run/netns/"$CMSLAB_POD_NETNS" -- "$name" "$@"\n'
+        "fi\n"
+        'exec "$name" "$@"\n'
+    )
+    dispatcher.chmod(0o755)
+    for d in STANDARD_PATH:
+        if not os.path.isdir(d):
+            continue
+        for entry in os.scandir(d):
+            link = shims / entry.name
+            if entry.name.startswith(".") or link.exists() or link.is_symlink():
+                continue
+            if entry.is_file() and os.access(entry.path, os.X_OK):
+                link.symlink_to(".dispatch")
+    return shims
+
+
+def _kwok_config(paths: LabPaths, node: Node) -> Path:
+    stages_dir = module_source(component("kwok"), "sigs.k8s.io/kwok") / "kustomize/stage/pod/fast"
+    docs = [(stages_dir / f"{name}.yaml").read_text() for name in KWOK_POD_STAGES]
+    path = paths.state / "kwok" / node.name / "kwok.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n---\n".join(docs))
+    return path
+
+
+def _start_node(
+    bins: Binaries, paths: LabPaths, lab_pki: LabPKI, topo: Topology, node: Node, shims: Path
+) -> None:
+    marker = str(paths.state)
+    home = paths.state / "kwok" / node.name
+    serving = lab_pki.pair(f"{node.name}-kubelet")
+    kubeconfig = paths.kubeconfig(node.name)
+    kwok_cmd = (
+        str(bins["kwok"]),
+        f"--kubeconfig={kubeconfig}",
+        f"--config={_kwok_config(paths, node)}",
+        f"--manage-single-node={node.name}",
+        f"--node-ip={node.ip}",
+        f"--node-port={topo.kubelet_port}",
+        f"--server-address={node.ip}:{topo.kubelet_port}",
+        f"--tls-cert-file={serving.cert}",
+        f"--tls-private-key-file={serving.key}",
+        "--node-lease-duration-seconds=40",
+        "--enable-crds=Exec,PortForward,Logs",
+    )
+    env = {"HOME": str(home), "PATH": f"{shims}:{':'.join(STANDARD_PATH)}"}
+    procs.start(
+        f"kwok-{node.name}", kwok_cmd,
+        log=paths.component_log(f"kwok-{node.name}"),
+        pidfile=paths.run / f"kwok-{node.name}.pid",
+        marker=marker, netns=node.netns, env=env,
+    )  # fmt: skip
+    agent_cmd = (
+        sys.executable, "-m", "chaosmesh_sec.lab.agent",
+        f"--node={node.name}", f"--kubeconfig={kubeconfig}",
+        f"--pods-dir={paths.pods}", f"--bin-dir={bins['pilot-discovery'].parent}",
+    )  # fmt: skip
+    procs.start(
+        f"agent-{node.name}", agent_cmd,
+        log=paths.component_log(f"agent-{node.name}"),
+        pidfile=paths.run / f"agent-{node.name}.pid",
+        marker=marker, netns=node.netns,
+    )  # fmt: skip
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except LabError:
+            pass
+        time.sleep(1)
+    raise LabError(f"timed out after {timeout:.0f}s waiting for {what}", log_path=log)
+
+
+def _nodes_ready(kubectl: Kubectl, topo: Topology) -> bool:
+    states = _ready_map(kubectl("get", "nodes", "-o", "json"))
+    return all(states.get(n.name) == "True" for n in topo.nodes)
+
+
+def _ready_map(nodes_json: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in json.loads(nodes_json)["items"]:
+        conds = {c["type"]: c["status"] for c in item.get("status", {}).get("conditions", [])}
+        out[item["metadata"]["name"]] = conds.get("Ready", "Unknown")
+    return out
+
+
+def ready_states(paths: LabPaths) -> dict[str, str]:
+    """Node name -> Ready condition, read with the lab's kubectl (for ``lab status``)."""
+    from chaosmesh_sec.lab.build import locate
+    from chaosmesh_sec.lab.manager import kubectl
+
+    try:
+        return _ready_map(kubectl(paths, locate(paths), "get", "nodes", "-o", "json"))
+    except LabError:
+        return {}
+
+
+def _istiod_ready(kubectl: Kubectl) -> bool:
+    dep = json.loads(kubectl("-n", "istio-system", "get", "deployment", "istiod", "-o", "json"))
+    ready = dep.get("status", {}).get("readyReplicas", 0)
+    if ready < dep["spec"]["replicas"]:
+        return False
+    kubectl("-n", "default", "get", "configmap", "istio-ca-root-cert")
+    return True
+
+
+def start(
+    bins: Binaries,
+    paths: LabPaths,
+    lab_pki: LabPKI,
+    topo: Topology,
+    progress: Progress,
+    kubectl: Kubectl,
+) -> None:
+    """Install CRDs, start kwok and an agent per node, register the nodes, deploy istiod."""
+    progress("installing kwok's and Istio's CRDs and the node RBAC")
+    kwok_src = module_source(component("kwok"), "sigs.k8s.io/kwok")
+    istio_src = module_source(component("istiod"), "istio.io/istio")
+    kubectl("apply", "-f", str(MANIFESTS / "node-rbac.yaml"))
+    for crd in KWOK_CRDS:
+        kubectl("apply", "-f", str(kwok_src / f"kustomize/crd/bases/kwok.x-k8s.io_{crd}.yaml"))
+    kubectl(
+        "apply", "--server-side", "-f",
+        str(istio_src / "manifests/charts/base/files/crd-all.gen.yaml"),
+    )  # fmt: skip
+    shims = _exec_shims(paths)
+    for node in topo.nodes:
+        progress(f"starting kwok and the node agent on {node.name} ({node.ip})")
+        _start_node(bins, paths, lab_pki, topo, node, shims)
+    nodes_doc = "\n---\n".join(yaml.safe_dump(node_manifest(n)) for n in topo.nodes)
+    kubectl("apply", "-f", "-", stdin=nodes_doc)
+    _wait("the nodes to be Ready", lambda: _nodes_ready(kubectl, topo), 90,
+          paths.component_log(f"kwok-{topo.nodes[0].name}"))  # fmt: skip
+    progress("nodes Ready; deploying istiod (3 replicas)")
+    kubectl("apply", "-f", str(MANIFESTS / "istiod.yaml"))
+    _wait("istiod to be Ready and to publish istio-ca-root-cert", lambda: _istiod_ready(kubectl),
+          180, paths.logs)  # fmt: skip
+    progress("istiod Ready; istio-ca-root-cert published")
+
+
