@@ -26,7 +26,7 @@ from chaosmesh_sec.lab.components import (
 )
 from chaosmesh_sec.lab.paths import LabPaths
 
-__all__ = ["Binaries", "go_version", "build_all", "locate"]
+__all__ = ["Binaries", "build_all", "go_version", "locate"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -92,8 +92,7 @@ def _build_one(paths: LabPaths, component: Component, gover: str, progress: Prog
         shutil.rmtree(staging, ignore_errors=True)
         tail = log_path.read_text().strip().splitlines()[-5:]
         raise LabError(
-            f"building {component.name} failed (exit {proc.returncode}):\n  "
-            + "\n  ".join(tail),
+            f"building {component.name} failed (exit {proc.returncode}):\n  " + "\n  ".join(tail),
             log_path=log_path,
         )
     for package in component.packages:

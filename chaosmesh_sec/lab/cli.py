@@ -61,6 +61,15 @@ def down_cmd() -> None:
 
 
 @lab.command("status")
-def status_cmd() -> None:
+@click.option(
+    "--kubeconfig", "kubeconfig_only", is_flag=True, help="Print only the admin kubeconfig path."
+)
+def status_cmd(kubeconfig_only: bool) -> None:
     """Show whether the lab runs: processes, namespaces, nodes (JSON)."""
-    click.echo(manager.status().to_json())
+    status = manager.status()
+    if kubeconfig_only:
+        if not status.running:
+            _fail(LabError("the lab is not running: `chaosmesh-sec lab up` first"))
+        click.echo(status.kubeconfig)
+        return
+    click.echo(status.to_json())

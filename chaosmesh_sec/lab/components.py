@@ -18,7 +18,15 @@ from pathlib import Path
 from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab.paths import COMPONENTS_DIR
 
-__all__ = ["Component", "COMPONENTS", "binary_name", "go_output_name", "component_for", "component", "module_source"]
+__all__ = [
+    "COMPONENTS",
+    "Component",
+    "binary_name",
+    "component",
+    "component_for",
+    "go_output_name",
+    "module_source",
+]
 
 _TOOL_BLOCK = re.compile(r"^tool\s*\(\s*\n(?P<body>.*?)^\)", re.MULTILINE | re.DOTALL)
 _TOOL_LINE = re.compile(r"^tool\s+(?P<pkg>\S+)\s*$", re.MULTILINE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from chaosmesh_sec.lab.build import Binaries
 from chaosmesh_sec.lab.paths import LabPaths
@@ -114,5 +113,3 @@ def control_plane(
 
 def readyz_url(topo: Topology) -> str:
     return f"{topo.apiserver_url}/readyz"
-
-

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from chaosmesh_sec.errors import LabError
 
-__all__ = ["REQUIRED", "missing", "ensure"]
+__all__ = ["REQUIRED", "ensure", "missing"]
 
 REQUIRED: dict[str, str] = {
     # command -> Debian package that provides it

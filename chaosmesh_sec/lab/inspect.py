@@ -10,7 +10,7 @@ from pathlib import Path
 from chaosmesh_sec.lab.hostcmd import run
 from chaosmesh_sec.lab.procs import pid_alive
 
-__all__ = ["ContainerProc", "container_processes", "netns_of", "iptables_save"]
+__all__ = ["ContainerProc", "container_processes", "iptables_save", "netns_of"]
 
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
 

@@ -18,7 +18,10 @@ def render(server: str, ca: Path, user: str, creds: CertPair) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            {"name": "chaosmesh-lab", "cluster": {"server": server, "certificate-authority": str(ca)}}
+            {
+                "name": "chaosmesh-lab",
+                "cluster": {"server": server, "certificate-authority": str(ca)},
+            }
         ],
         "users": [
             {
@@ -29,7 +32,9 @@ def render(server: str, ca: Path, user: str, creds: CertPair) -> dict[str, Any]:
                 },
             }
         ],
-        "contexts": [{"name": "chaosmesh-lab", "context": {"cluster": "chaosmesh-lab", "user": user}}],
+        "contexts": [
+            {"name": "chaosmesh-lab", "context": {"cluster": "chaosmesh-lab", "user": user}}
+        ],
         "current-context": "chaosmesh-lab",
     }
 

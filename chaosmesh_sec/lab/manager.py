@@ -28,7 +28,7 @@ from chaosmesh_sec.lab.controlplane import control_plane
 from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.topology import DEFAULT, Topology
 
-__all__ = ["up", "down", "status", "LabStatus"]
+__all__ = ["LabStatus", "down", "status", "up"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -54,7 +54,9 @@ def _check_ports(topo: Topology) -> None:
         )
 
 
-def _wait_http_ok(url: str, ctx: ssl.SSLContext | None, timeout: float, what: str, log: Path) -> None:
+def _wait_http_ok(
+    url: str, ctx: ssl.SSLContext | None, timeout: float, what: str, log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -86,7 +88,9 @@ def kubectl(paths: LabPaths, bins: Binaries, *args: str, stdin: str | None = Non
 
 def _write_kubeconfigs(paths: LabPaths, lab_pki: pki.LabPKI, topo: Topology) -> None:
     server = topo.apiserver_url
-    kubeconfig.write(paths.admin_kubeconfig, server, lab_pki.ca.cert, "lab-admin", lab_pki.pair("admin"))
+    kubeconfig.write(
+        paths.admin_kubeconfig, server, lab_pki.ca.cert, "lab-admin", lab_pki.pair("admin")
+    )
     for user in ("kube-controller-manager", "kube-scheduler", *(n.name for n in topo.nodes)):
         kubeconfig.write(paths.kubeconfig(user), server, lab_pki.ca.cert, user, lab_pki.pair(user))
 
@@ -129,9 +133,13 @@ def up(paths: LabPaths | None = None, topo: Topology = DEFAULT, progress: Progre
         network.setup(topo)
         _start_control_plane(bins, paths, lab_pki, topo, progress)
         nodes.start(
-            bins, paths, lab_pki, topo, progress,
+            bins,
+            paths,
+            lab_pki,
+            topo,
+            progress,
             lambda *a, stdin=None: kubectl(paths, bins, *a, stdin=stdin),
-        )  # fmt: skip
+        )
     except BaseException:
         progress("lab up failed: tearing down what was started")
         down(paths, topo, lambda _msg: None, keep_logs=True)

@@ -16,12 +16,12 @@ from chaosmesh_sec.lab.hostcmd import run, run_ok
 from chaosmesh_sec.lab.topology import Node, Topology
 
 __all__ = [
-    "setup",
-    "teardown",
-    "lab_netns",
-    "pod_netns_name",
     "create_pod_netns",
     "delete_pod_netns",
+    "lab_netns",
+    "pod_netns_name",
+    "setup",
+    "teardown",
 ]
 
 logger = logging.getLogger("chaostoolkit")
@@ -56,9 +56,17 @@ def _setup_node(topo: Topology, node: Node) -> None:
     # DNAT below rewrites (the kubernetes Service -> API server) gets anywhere.
     run(["ip", "route", "add", topo.service_cidr, "via", topo.apiserver_ip], netns=ns)
     dnat = [
-        "-d", f"{topo.kubernetes_service_ip}/32", "-p", "tcp", "--dport", "443",
-        "-j", "DNAT", "--to-destination", f"{topo.apiserver_ip}:{topo.apiserver_port}",
-    ]  # fmt: skip
+        "-d",
+        f"{topo.kubernetes_service_ip}/32",
+        "-p",
+        "tcp",
+        "--dport",
+        "443",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        f"{topo.apiserver_ip}:{topo.apiserver_port}",
+    ]
     run(["iptables", "-t", "nat", "-A", "OUTPUT", *dnat], netns=ns)
     run(["iptables", "-t", "nat", "-A", "PREROUTING", *dnat], netns=ns)
 

@@ -22,7 +22,7 @@ from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.pki import LabPKI
 from chaosmesh_sec.lab.topology import Node, Topology
 
-__all__ = ["start", "ready_states", "node_manifest"]
+__all__ = ["node_manifest", "ready_states", "start"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -67,9 +67,9 @@ def _exec_shims(paths: LabPaths) -> Path:
     dispatcher.write_text(
         "#!/bin/sh\n"
         "# chaosmesh-sec lab: `kubectl exec` lands here; enter the container's namespaces.\n"
-        'name=${0##*/}\n'
+        "name=${0##*/}\n"
         f"PATH={':'.join(STANDARD_PATH)}; export PATH\n"
-        't=$CMSLAB_EXEC_TARGET\n'
+        "t=$CMSLAB_EXEC_TARGET\n"
         'if [ -n "$t" ] && [ -f "$t/pid" ]; then\n'
         '  pid=$(cat "$t/pid")\n'
         '  if kill -0 "$pid" 2>/dev/null; then exec nsenter -t "$pid" -n -m -- "$name" "$@"; fi\n'
@@ -123,22 +123,31 @@ def _start_node(
     )
     env = {"HOME": str(home), "PATH": f"{shims}:{':'.join(STANDARD_PATH)}"}
     procs.start(
-        f"kwok-{node.name}", kwok_cmd,
+        f"kwok-{node.name}",
+        kwok_cmd,
         log=paths.component_log(f"kwok-{node.name}"),
         pidfile=paths.run / f"kwok-{node.name}.pid",
-        marker=marker, netns=node.netns, env=env,
-    )  # fmt: skip
+        marker=marker,
+        netns=node.netns,
+        env=env,
+    )
     agent_cmd = (
-        sys.executable, "-m", "chaosmesh_sec.lab.agent",
-        f"--node={node.name}", f"--kubeconfig={kubeconfig}",
-        f"--pods-dir={paths.pods}", f"--bin-dir={bins['pilot-discovery'].parent}",
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "chaosmesh_sec.lab.agent",
+        f"--node={node.name}",
+        f"--kubeconfig={kubeconfig}",
+        f"--pods-dir={paths.pods}",
+        f"--bin-dir={bins['pilot-discovery'].parent}",
+    )
     procs.start(
-        f"agent-{node.name}", agent_cmd,
+        f"agent-{node.name}",
+        agent_cmd,
         log=paths.component_log(f"agent-{node.name}"),
         pidfile=paths.run / f"agent-{node.name}.pid",
-        marker=marker, netns=node.netns,
-    )  # fmt: skip
+        marker=marker,
+        netns=node.netns,
+    )
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
@@ -202,21 +211,29 @@ def start(
     for crd in KWOK_CRDS:
         kubectl("apply", "-f", str(kwok_src / f"kustomize/crd/bases/kwok.x-k8s.io_{crd}.yaml"))
     kubectl(
-        "apply", "--server-side", "-f",
+        "apply",
+        "--server-side",
+        "-f",
         str(istio_src / "manifests/charts/base/files/crd-all.gen.yaml"),
-    )  # fmt: skip
+    )
     shims = _exec_shims(paths)
     for node in topo.nodes:
         progress(f"starting kwok and the node agent on {node.name} ({node.ip})")
         _start_node(bins, paths, lab_pki, topo, node, shims)
     nodes_doc = "\n---\n".join(yaml.safe_dump(node_manifest(n)) for n in topo.nodes)
     kubectl("apply", "-f", "-", stdin=nodes_doc)
-    _wait("the nodes to be Ready", lambda: _nodes_ready(kubectl, topo), 90,
-          paths.component_log(f"kwok-{topo.nodes[0].name}"))  # fmt: skip
+    _wait(
+        "the nodes to be Ready",
+        lambda: _nodes_ready(kubectl, topo),
+        90,
+        paths.component_log(f"kwok-{topo.nodes[0].name}"),
+    )
     progress("nodes Ready; deploying istiod (3 replicas)")
     kubectl("apply", "-f", str(MANIFESTS / "istiod.yaml"))
-    _wait("istiod to be Ready and to publish istio-ca-root-cert", lambda: _istiod_ready(kubectl),
-          180, paths.logs)  # fmt: skip
+    _wait(
+        "istiod to be Ready and to publish istio-ca-root-cert",
+        lambda: _istiod_ready(kubectl),
+        180,
+        paths.logs,
+    )
     progress("istiod Ready; istio-ca-root-cert published")
-
-

@@ -7,6 +7,7 @@ Every process the lab starts (and every child of those) carries
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from chaosmesh_sec.lab.topology import LAB_MARKER_ENV
 
-__all__ = ["start", "lab_pids", "stop_all", "pid_alive"]
+__all__ = ["lab_pids", "pid_alive", "start", "stop_all"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -35,9 +36,11 @@ def start(
     cwd: Path | None = None,
 ) -> int:
     """Start ``cmd`` in its own session, output to ``log``; return its pid."""
-    # Resolve ``ip`` with this process's PATH: ``env`` may put the exec shims first.
-    ip = shutil.which("ip") or "ip"
-    full = [ip, "netns", "exec", netns, *cmd] if netns else list(cmd)
+    # nsenter, not `ip netns exec`: that would also give the process a mount namespace
+    # of its own, and pod namespaces the node agent names must be visible to all. It is
+    # resolved with this process's PATH, since ``env`` may put the exec shims first.
+    nsenter = shutil.which("nsenter") or "nsenter"
+    full = [nsenter, f"--net=/run/netns/{netns}", "--", *cmd] if netns else list(cmd)
     log.parent.mkdir(parents=True, exist_ok=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     environ = dict(os.environ)
@@ -94,18 +97,14 @@ def stop_all(marker: str, grace: float = 5.0) -> list[int]:
     """SIGTERM every lab process, SIGKILL what is left after ``grace`` seconds."""
     pids = lab_pids(marker)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.1)
     for pid in lab_pids(marker):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and lab_pids(marker):
         time.sleep(0.1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-__all__ = ["Node", "Topology", "DEFAULT"]
+__all__ = ["DEFAULT", "Node", "Topology"]
 
 LAB_MARKER_ENV = "CHAOSMESH_LAB"
 """Environment variable set on every process the lab starts; ``lab down`` finds them by it."""

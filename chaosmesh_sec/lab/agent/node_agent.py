@@ -70,7 +70,7 @@ class NodeAgent:
         selector = f"spec.nodeName={self.node.name}"
         while True:
             try:
-                listed = self.core.list_pod_for_all_namespaces(field_selector=selector)
+                listed: Any = self.core.list_pod_for_all_namespaces(field_selector=selector)
                 seen = {p.metadata.uid for p in listed.items}
                 for pod in listed.items:
                     self._reconcile(pod)
@@ -104,7 +104,9 @@ class NodeAgent:
         try:
             self._setup(pod)
         except Exception:
-            logger.exception("lab agent %s: could not start pod %s", self.node.name, pod.metadata.name)
+            logger.exception(
+                "lab agent %s: could not start pod %s", self.node.name, pod.metadata.name
+            )
 
     # -- pod setup / teardown ---------------------------------------------------
     def _setup(self, pod: Any) -> None:
@@ -169,8 +171,13 @@ class NodeAgent:
         policy = pod.spec.restart_policy or "Always"
         logger.info(
             "lab agent %s: %s/%s container %s exited %d (restartPolicy %s)",
-            self.node.name, state.namespace, state.name, container.name, code, policy,
-        )  # fmt: skip
+            self.node.name,
+            state.namespace,
+            state.name,
+            container.name,
+            code,
+            policy,
+        )
         if policy == "Always" or (policy == "OnFailure" and code != 0):
             time.sleep(RESTART_BACKOFF)
             if not state.gone:
@@ -228,7 +235,9 @@ class NodeAgent:
         if state.netns:
             network.delete_pod_netns(uid)
         shutil.rmtree(state.pod_dir, ignore_errors=True)
-        logger.info("lab agent %s: pod %s/%s torn down", self.node.name, state.namespace, state.name)
+        logger.info(
+            "lab agent %s: pod %s/%s torn down", self.node.name, state.namespace, state.name
+        )
 
     # -- readiness --------------------------------------------------------------
     def _probe_loop(self) -> None:
@@ -243,7 +252,7 @@ class NodeAgent:
                     logger.debug("lab agent: probe of %s failed: %s", state.name, exc)
 
     def _probe(self, state: PodState) -> None:
-        pod = self.core.read_namespaced_pod(state.name, state.namespace)
+        pod: Any = self.core.read_namespaced_pod(state.name, state.namespace)
         probes = [
             c.readiness_probe.http_get
             for c in pod.spec.containers
@@ -272,6 +281,6 @@ class NodeAgent:
 def _http_ok(ip: str, port: int | str, path: str) -> bool:
     try:
         with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=2) as resp:
-            return 200 <= resp.status < 400
+            return bool(200 <= resp.status < 400)
     except Exception:  # noqa: BLE001
         return False

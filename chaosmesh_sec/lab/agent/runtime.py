@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -50,10 +51,8 @@ class ContainerProcess:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _env(pod: Any, container: Any, base: dict[str, str]) -> dict[str, str]:
@@ -99,7 +98,11 @@ def start_container(
     log_path = pod_dir / "logs" / f"{container.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = _env(pod, container, base_env)
-    workdir = container.working_dir if container.working_dir and os.path.isdir(container.working_dir) else "/"
+    workdir = (
+        container.working_dir
+        if container.working_dir and os.path.isdir(container.working_dir)
+        else "/"
+    )
     with log_path.open("ab") as out:
         proc = subprocess.Popen(
             cmd,

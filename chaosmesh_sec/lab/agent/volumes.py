@@ -76,7 +76,7 @@ class _Materialiser:
             ),
         )
         sa = self.pod.spec.service_account_name or "default"
-        resp = self.core.create_namespaced_service_account_token(
+        resp: Any = self.core.create_namespaced_service_account_token(
             sa, self.ns, client.AuthenticationV1TokenRequest(spec=spec)
         )
         return str(resp.status.token).encode()
@@ -98,8 +98,8 @@ class _Materialiser:
             elif src.downward_api is not None:
                 for item in src.downward_api.items or []:
                     if item.field_ref is not None:
-                        value = _field(self.pod, item.field_ref.field_path)
-                        files[item.path] = (value.encode(), False)
+                        text = _field(self.pod, item.field_ref.field_path)
+                        files[item.path] = (text.encode(), False)
         return files
 
 

@@ -1,0 +1,53 @@
+# chaosmesh-sec developer targets. Everything runs from .venv (make venv first).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv lint typecheck unit
+
+venv: $(VENV)/.installed ## create .venv and install the package with its dev extra (editable)
+
+lint: $(VENV)/.installed ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed ## mypy --strict on the package
+	$(BIN)/mypy --strict chaosmesh_sec
+
+unit: $(VENV)/.installed ## unit tests: no cluster, no root
+	$(BIN)/pytest -m unit
+
+# ============================================================================
+# Lab, tests and the main job. The lab needs root (network namespaces, iptables).
+# ----------------------------------------------------------------------------
+.PHONY: test lab-build lab-up lab-down smoke integration
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+lab-build: $(VENV)/.installed ## build the lab's binaries (cached outside the repo)
+	$(BIN)/chaosmesh-sec lab build
+
+lab-up: lab-build ## start the lab (prints the KUBECONFIG to use)
+	$(BIN)/chaosmesh-sec lab up
+
+lab-down: $(VENV)/.installed ## stop the lab and remove everything it created
+	$(BIN)/chaosmesh-sec lab down
+
+integration: lab-build ## integration + e2e tests against a lab they bring up and down
+	$(BIN)/pytest -m "integration or e2e" -p no:cacheprovider
+
+test: $(VENV)/.installed ## everything CI runs: lint, types, unit, then the lab tiers
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict chaosmesh_sec
+	$(BIN)/chaosmesh-sec lab build
+	$(BIN)/pytest -p no:cacheprovider
+
+smoke: lab-up ## the main job: the smoke experiment against the lab, journal in journals/
+	mkdir -p journals
+	KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
+	  $(BIN)/chaos --no-version-check run --journal-path journals/smoke.json experiments/smoke.json

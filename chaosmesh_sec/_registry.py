@@ -1,0 +1,21 @@
+"""The one list of the pack's activity modules, and the kind of each.
+
+``chaosmesh_sec.discover()`` is generated from this list, and so are the unit
+tests that check discovery. A module holds activities of one kind only:
+``probe`` modules are read-only questions, ``action`` modules change the cluster
+(faults and their ``heal_*`` / ``restore_*`` rollbacks). To add activities, add
+their module here; every name in the module's ``__all__`` becomes an activity.
+"""
+
+import logging
+from typing import Final, Literal
+
+__all__ = ["ACTIVITY_MODULES", "ActivityKind"]
+
+logger = logging.getLogger("chaostoolkit")
+
+ActivityKind = Literal["action", "probe"]
+
+ACTIVITY_MODULES: Final[tuple[tuple[str, ActivityKind], ...]] = (
+    ("chaosmesh_sec.probes.control_plane", "probe"),
+)

@@ -1,0 +1,31 @@
+"""``chaosmesh-sec``: the pack's command line (``lab`` today; gameday, report, ... later)."""
+
+import logging
+
+import click
+
+from chaosmesh_sec import __version__
+from chaosmesh_sec.lab.cli import lab
+
+__all__ = ["main"]
+
+logger = logging.getLogger("chaostoolkit")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="chaosmesh-sec", help="Show the version.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log debug detail (API calls, commands run) to stderr.",
+)
+def main(verbose: bool) -> None:
+    """Prove a Kubernetes + Istio mesh keeps its security promises while things break."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+
+
+main.add_command(lab)

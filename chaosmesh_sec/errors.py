@@ -1,0 +1,80 @@
+"""The pack's exceptions, all in one place.
+
+Every exception the pack raises on purpose is a :class:`ChaosMeshSecError`, which
+subclasses chaoslib's ``ActivityFailed`` so the Chaos Toolkit runtime records it
+as a failed activity (with our message) rather than an unexpected crash::
+
+    chaoslib.exceptions.ActivityFailed
+    └── ChaosMeshSecError          anything this pack raises on purpose
+        ├── InvalidInput           an argument or configuration value is wrong;
+        │                          raised before any side effect; names the input
+        ├── ClusterUnreachable     no usable Kubernetes API (kubeconfig, context,
+        │                          in-cluster config, connection, authentication)
+        ├── FaultNotApplied        a fault could not be put in place (nothing is left
+        │                          behind: partial effects were undone first)
+        ├── RollbackFailed         undoing a fault did not verify; says what is left
+        └── LabError               ``chaosmesh-sec lab`` build / up / down failed;
+                                   carries the log path to read, when there is one
+
+Messages say what was wrong and what to do; the cause is chained (``raise ... from``).
+No message ever carries a token, a private key or a certificate's private part.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from chaoslib.exceptions import ActivityFailed
+
+__all__ = [
+    "ChaosMeshSecError",
+    "ClusterUnreachable",
+    "FaultNotApplied",
+    "InvalidInput",
+    "LabError",
+    "RollbackFailed",
+]
+
+logger = logging.getLogger("chaostoolkit")
+
+
+class ChaosMeshSecError(ActivityFailed):  # type: ignore[misc]  # chaoslib is untyped
+    """Root of the pack's exceptions (an ``ActivityFailed`` for the runtime)."""
+
+
+class InvalidInput(ChaosMeshSecError, ValueError):
+    """An argument or configuration value is wrong; nothing was touched.
+
+    ``name`` is the input's name as the user wrote it (``min_ready``,
+    ``configuration.kubeconfig_path``), so the message can point at it.
+    """
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f"invalid input {name!r}: {problem}")
+
+
+class ClusterUnreachable(ChaosMeshSecError):
+    """No usable Kubernetes API: config not found or unusable, or the server did not answer."""
+
+
+class FaultNotApplied(ChaosMeshSecError):
+    """A fault could not be put in place; any partial effect was undone before raising."""
+
+
+class RollbackFailed(ChaosMeshSecError):
+    """Undoing a fault did not verify: something may be left behind (the message says what)."""
+
+
+class LabError(ChaosMeshSecError):
+    """The local lab could not be built, started or stopped.
+
+    ``log_path``, when given, is the file with the failing step's output; the
+    message shows it so the user knows where to look.
+    """
+
+    def __init__(self, message: str, log_path: Path | None = None) -> None:
+        self.log_path = log_path
+        super().__init__(f"{message}\n  log: {log_path}" if log_path else message)

@@ -1,0 +1,77 @@
+"""Fixtures for tests that run against the lab: a real API server, real istiod, real netns.
+
+The session fixture ``lab`` brings the lab up once (building what is missing) and down
+at the end; with ``CHAOSMESH_LAB_REUSE=1`` it uses a lab that is already up and leaves
+it running (for development). Nothing here is mocked: where a test needs to look below the API (a
+process, a network namespace, an iptables rule) it reads this machine through
+``chaosmesh_sec.lab.inspect``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client, config
+
+from chaosmesh_sec.lab import manager
+from chaosmesh_sec.lab.paths import LabPaths
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Path]:
+    """The lab's admin kubeconfig; the lab is up for the whole session."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    paths = LabPaths.default()
+    reuse = os.environ.get("CHAOSMESH_LAB_REUSE") == "1" and manager.status(paths).running
+    kubeconfig = paths.admin_kubeconfig if reuse else manager.up(progress=_say)
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    yield kubeconfig
+    if not reuse and paths.admin_kubeconfig.exists():
+        manager.down(progress=_say)
+
+
+def _say(message: str) -> None:
+    print(f"lab: {message}", flush=True)
+
+
+@pytest.fixture(scope="session")
+def api(lab: Path) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(lab))
+
+
+@pytest.fixture(scope="session")
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace, deleted after the test."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 60, what: str = "") -> T:
+    """Poll ``check`` until it returns a truthy value (lab state converges by watches)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: {last!r}")
