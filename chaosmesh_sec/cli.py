@@ -1,4 +1,4 @@
-"""``chaosmesh-sec``: the pack's command line (``lab`` today; gameday, report, ... later)."""
+"""``chaosmesh-sec``: the pack's command line (``lab``, ``rollback``; gameday, report later)."""
 
 import logging
 
@@ -6,6 +6,7 @@ import click
 
 from chaosmesh_sec import __version__
 from chaosmesh_sec.lab.cli import lab
+from chaosmesh_sec.rollback import rollback
 
 __all__ = ["main"]
 
@@ -29,3 +30,4 @@ def main(verbose: bool) -> None:
 
 
 main.add_command(lab)
+main.add_command(rollback)

@@ -67,6 +67,10 @@ def _setup_node(topo: Topology, node: Node) -> None:
         "--to-destination",
         f"{topo.apiserver_ip}:{topo.apiserver_port}",
     ]
+    # Load the tables a fault may touch, so iptables-save lists them from the start
+    # (a table appears in it once used): before/after comparisons then compare rules.
+    for table in ("filter", "mangle"):
+        run(["iptables", "-t", table, "-S"], netns=ns)
     run(["iptables", "-t", "nat", "-A", "OUTPUT", *dnat], netns=ns)
     run(["iptables", "-t", "nat", "-A", "PREROUTING", *dnat], netns=ns)
 

@@ -1,0 +1,338 @@
+"""Cut one node off from the API server, with real iptables rules, and heal it.
+
+The fault runs a privileged hostNetwork pod pinned to the node. Its script installs
+DROP rules (mangle table, chains named after the run id) for every address of the API
+server, both directions, and removes them itself when ``duration_seconds`` ends or
+when the pod is stopped, so the node heals even if the runner dies (nobody else can
+reach a cut-off node). The rollback removes the rules by exact spec through ``exec``,
+verifies that none is left, and deletes the pod.
+
+By default only the API server's serving ports are dropped: the API server can still
+reach the node's kubelet, so ``exec`` (the early heal) keeps working. With
+``all_ports: true`` every packet to and from the API server's addresses is dropped:
+closer to a full cut, but then the rollback cannot ``exec`` and the pod's own timer
+(or its deletion once the node is back) is what heals it.
+"""
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import watch
+from kubernetes.stream import stream
+
+from chaosmesh_sec import _validate
+from chaosmesh_sec._types import Configuration, JSONObject, Secrets
+from chaosmesh_sec.client import api_client, api_errors
+from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
+from chaosmesh_sec.faults.partition_rules import (
+    APPLIED_MARK,
+    SCOPES,
+    Endpoint,
+    PartitionPlan,
+    plan,
+    verify_script,
+)
+
+__all__ = ["heal_apiserver_partition", "partition_node_from_apiserver"]
+
+logger = logging.getLogger("chaostoolkit")
+
+FAULT_LABEL = "chaosmesh-sec.io/fault"
+FAULT_KIND = "apiserver-partition"
+RUN_LABEL = "chaosmesh-sec.io/run-id"
+PLAN_ANNOTATION = "chaosmesh-sec.io/partition-plan"
+PACK = "chaosmesh-sec"
+MAX_DURATION = 3600
+APPLY_TIMEOUT = 60
+
+
+def _pick_node(core: k8s.CoreV1Api, node: str, pods_selector: str, pods_namespace: str) -> str:
+    if bool(node) == bool(pods_selector):
+        raise InvalidInput("node", "give either node or target_pods_selector (exactly one)")
+    if node:
+        _validate.dns_subdomain("node", node)
+        with api_errors(f"read node {node}"):
+            try:
+                core.read_node(node)
+            except k8s.ApiException as exc:
+                if exc.status == 404:
+                    raise InvalidInput("node", f"no node named {node!r}") from exc
+                raise
+        return node
+    _validate.label_selector("target_pods_selector", pods_selector)
+    _validate.dns_label("target_pods_namespace", pods_namespace)
+    with api_errors(f"list pods {pods_selector!r} in {pods_namespace}"):
+        listed: Any = core.list_namespaced_pod(pods_namespace, label_selector=pods_selector)
+    pods: list[Any] = listed.items
+    running = sorted((p for p in pods if _running_on_a_node(p)), key=lambda p: str(p.metadata.name))
+    if not running:
+        raise InvalidInput(
+            "target_pods_selector",
+            f"no Running pod matches {pods_selector!r} in namespace {pods_namespace!r}",
+        )
+    return str(running[0].spec.node_name)
+
+
+def _running_on_a_node(pod: Any) -> bool:
+    return bool(pod.status and pod.status.phase == "Running" and pod.spec and pod.spec.node_name)
+
+
+def _apiserver_endpoints(
+    core: k8s.CoreV1Api, discovery: k8s.DiscoveryV1Api, extra_hosts: str
+) -> list[Endpoint]:
+    """Every address of the API server: Service ClusterIP, EndpointSlices, extra hosts."""
+    found: list[Endpoint] = []
+    with api_errors("read the kubernetes Service and its EndpointSlices"):
+        svc: Any = core.read_namespaced_service("kubernetes", "default")
+        slices: Any = discovery.list_namespaced_endpoint_slice(
+            "default", label_selector="kubernetes.io/service-name=kubernetes"
+        )
+    https = next((p for p in svc.spec.ports or [] if p.name == "https"), None)
+    for ip in svc.spec.cluster_ips or [svc.spec.cluster_ip]:
+        if ip and ip != "None":
+            found.append(Endpoint(ip, https.port if https else 443))
+    served: set[int] = set()
+    for sl in slices.items:
+        ports = [p.port for p in sl.ports or [] if p.port]
+        served.update(ports)
+        for ep in sl.endpoints or []:
+            for addr in ep.addresses or []:
+                found += [Endpoint(addr, port) for port in ports or [0]]
+    for raw in (h.strip() for h in extra_hosts.split(",") if h.strip()):
+        host, _, port = raw.partition(":")
+        try:
+            ports_for_host = [int(port)] if port else sorted(served) or [0]
+            found += [Endpoint(host, p) for p in ports_for_host]
+        except ValueError as exc:
+            raise InvalidInput("extra_hosts", f"{raw!r} is not an IP or IP:port") from exc
+    return found
+
+
+def _fault_pod(p: PartitionPlan, node: str, image: str) -> k8s.V1Pod:
+    labels = {
+        FAULT_LABEL: FAULT_KIND,
+        RUN_LABEL: p.run_id,
+        "app.kubernetes.io/name": "chaosmesh-sec",
+    }
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(
+            name=f"cms-partition-{p.run_id}",
+            labels=labels,
+            annotations={PLAN_ANNOTATION: p.remove_script()},
+        ),
+        spec=k8s.V1PodSpec(
+            node_name=node,
+            host_network=True,
+            restart_policy="Never",
+            termination_grace_period_seconds=10,
+            active_deadline_seconds=p.duration_seconds + 60,
+            tolerations=[k8s.V1Toleration(operator="Exists")],
+            containers=[
+                k8s.V1Container(
+                    name="partition",
+                    image=image,
+                    command=["sh", "-c", p.pod_script()],
+                    security_context=k8s.V1SecurityContext(
+                        privileged=False,
+                        capabilities=k8s.V1Capabilities(add=["NET_ADMIN", "NET_RAW"]),
+                    ),
+                )
+            ],
+        ),
+    )
+
+
+def _wait_applied(core: k8s.CoreV1Api, name: str, namespace: str) -> float:
+    """Follow the fault pod's log until it says the rules are in; return when (epoch)."""
+    deadline = time.monotonic() + APPLY_TIMEOUT
+    w = watch.Watch()
+    for event in w.stream(
+        core.list_namespaced_pod,
+        namespace,
+        field_selector=f"metadata.name={name}",
+        timeout_seconds=APPLY_TIMEOUT,
+    ):
+        pod: Any = event["object"]
+        if pod.status.phase in ("Running", "Succeeded", "Failed"):
+            w.stop()
+            break
+    while time.monotonic() < deadline:
+        try:
+            resp: Any = core.read_namespaced_pod_log(
+                name, namespace, follow=True, _preload_content=False, _request_timeout=10
+            )
+        except k8s.ApiException as exc:
+            if exc.status not in (400, 404):  # 400: the node has no log for it yet
+                raise
+            time.sleep(0.2)
+            continue
+        try:
+            for line in resp.stream():
+                text = line.decode(errors="replace")
+                if APPLIED_MARK in text:
+                    return time.time()
+                if "could not apply" in text:
+                    raise FaultNotApplied(f"the fault pod {name} could not apply its rules: {text}")
+        except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
+            pass
+        finally:
+            resp.release_conn()
+        time.sleep(0.2)
+    raise FaultNotApplied(f"the fault pod {name} did not report its rules within {APPLY_TIMEOUT}s")
+
+
+def partition_node_from_apiserver(
+    node: str = "",
+    target_pods_selector: str = "",
+    target_pods_namespace: str = "default",
+    duration_seconds: int = 60,
+    scope: str = "host",
+    all_ports: bool = False,
+    extra_hosts: str = "",
+    image: str = "docker.io/nicolaka/netshoot:v0.13",
+    fault_namespace: str = "default",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Drop traffic between one node and every address of the API server, both ways.
+
+    The node is given by name, or as the node of the first Running pod matching
+    ``target_pods_selector`` in ``target_pods_namespace``. ``scope`` is ``host`` (the
+    node's own traffic: kubelet, hostNetwork agents) or ``pods`` (pod traffic crossing
+    the node's FORWARD chain). ``extra_hosts``: comma-separated ``IP`` or ``IP:port``.
+    The rules remove themselves after ``duration_seconds`` even if this runner dies.
+    Returns the run id, node, fault pod, the exact rules and when they took effect.
+    """
+    duration = _validate.non_negative_int("duration_seconds", duration_seconds)
+    if not 0 < duration <= MAX_DURATION:
+        raise InvalidInput(
+            "duration_seconds", f"must be between 1 and {MAX_DURATION}, got {duration}"
+        )
+    if scope not in SCOPES:
+        raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r}")
+    if not image.strip():
+        raise InvalidInput("image", "must name an image that has sh and iptables")
+    _validate.dns_label("fault_namespace", fault_namespace)
+    api = api_client(configuration, secrets)
+    core = k8s.CoreV1Api(api)
+    with api_errors(f"read namespace {fault_namespace}"):
+        try:
+            core.read_namespace(fault_namespace)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                raise InvalidInput("fault_namespace", f"no namespace {fault_namespace!r}") from exc
+            raise
+    target = _pick_node(core, node, target_pods_selector, target_pods_namespace)
+    endpoints = _apiserver_endpoints(core, k8s.DiscoveryV1Api(api), extra_hosts)
+    if all_ports:
+        endpoints = [Endpoint(e.ip, 0) for e in endpoints]
+    p = plan(uuid.uuid4().hex[:8], scope, endpoints, duration)
+    pod = _fault_pod(p, target, image)
+    name = str(pod.metadata.name)  # type: ignore[union-attr]
+    started = time.time()
+    with api_errors(f"create fault pod {name} in {fault_namespace}"):
+        core.create_namespaced_pod(fault_namespace, pod)
+    logger.info("partition %s: fault pod %s/%s on node %s", p.run_id, fault_namespace, name, target)
+    try:
+        effective_at = _wait_applied(core, name, fault_namespace) if not all_ports else time.time()
+    except BaseException:
+        logger.warning("partition %s: not applied; deleting the fault pod", p.run_id)
+        _delete_pod(core, name, fault_namespace)
+        raise
+    return {
+        "run_id": p.run_id,
+        "node": target,
+        "scope": scope,
+        "all_ports": all_ports,
+        "fault_pod": {"name": name, "namespace": fault_namespace},
+        "endpoints": [{"ip": e.ip, "port": e.port} for e in p.endpoints],
+        "rules": [" ".join(c) for c in p.apply_commands()],
+        "duration_seconds": duration,
+        "started_at": started,
+        "effective_at": effective_at,
+        "effective_verified": not all_ports,
+        "self_heals_at": effective_at + duration,
+    }
+
+
+def _delete_pod(core: k8s.CoreV1Api, name: str, namespace: str) -> None:
+    try:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=10)
+    except k8s.ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def _exec(core: k8s.CoreV1Api, pod: Any, script: str) -> str:
+    return str(
+        stream(
+            core.connect_get_namespaced_pod_exec,
+            pod.metadata.name,
+            pod.metadata.namespace,
+            command=["sh", "-c", script],
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+            _request_timeout=30,
+        )
+    )
+
+
+def heal_apiserver_partition(
+    node: str = "",
+    run_id: str = "",
+    fault_namespace: str = "",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Remove partitions by exact spec, verify no rule is left, delete their fault pods.
+
+    Finds fault pods by label (all namespaces unless ``fault_namespace``), optionally
+    only those on ``node`` or of ``run_id``. Safe to repeat; finished fault pods are
+    deleted too. Raises RollbackFailed if a rule could not be shown to be gone.
+    """
+    selector = f"{FAULT_LABEL}={FAULT_KIND}"
+    if run_id:
+        selector += f",{RUN_LABEL}={run_id}"
+    if fault_namespace:
+        _validate.dns_label("fault_namespace", fault_namespace)
+    core = k8s.CoreV1Api(api_client(configuration, secrets))
+    with api_errors("list partition fault pods"):
+        pods = (
+            core.list_namespaced_pod(fault_namespace, label_selector=selector).items
+            if fault_namespace
+            else core.list_pod_for_all_namespaces(label_selector=selector).items
+        )
+    healed: list[JSONObject] = []
+    removed: list[str] = []
+    failures: list[str] = []
+    for pod in pods:
+        meta: Any = pod.metadata
+        spec: Any = pod.spec
+        if node and spec.node_name != node:
+            continue
+        if pod.status and pod.status.phase == "Running" and not meta.deletion_timestamp:
+            remove = (meta.annotations or {}).get(PLAN_ANNOTATION, "")
+            verify = verify_script(meta.labels[RUN_LABEL])
+            try:
+                _exec(core, pod, remove)
+                left = _exec(core, pod, verify).strip().splitlines()[-1]
+            except Exception as exc:  # noqa: BLE001 - reported, then the pod is deleted
+                failures.append(f"{meta.name}: exec failed ({exc}); its own timer will heal")
+            else:
+                if left != "0":
+                    failures.append(f"{meta.name}: {left} rule(s) still present after removal")
+                else:
+                    healed.append({"run_id": meta.labels[RUN_LABEL], "node": spec.node_name})
+        with api_errors(f"delete fault pod {meta.name}"):
+            _delete_pod(core, meta.name, meta.namespace)
+        removed.append(f"{meta.namespace}/{meta.name}")
+        logger.info("partition %s: fault pod %s deleted", meta.labels.get(RUN_LABEL), meta.name)
+    if failures:
+        raise RollbackFailed("; ".join(failures))
+    return {"healed": healed, "fault_pods_deleted": removed}

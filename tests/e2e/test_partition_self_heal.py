@@ -1,0 +1,63 @@
+"""``chaos run`` of the partition experiment, killed with SIGKILL mid-fault: the node heals
+itself when the duration ends, and ``chaosmesh-sec rollback`` then finds nothing to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from chaosmesh_sec.lab import inspect
+from chaosmesh_sec.lab.topology import DEFAULT
+from tests.lab_fixtures import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def test_killed_run_heals_by_itself_and_rollback_finds_nothing(lab: Path, tmp_path: Path) -> None:
+    node = DEFAULT.nodes[1]
+    before = inspect.iptables_save(node.netns)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(lab),
+        "CMS_TARGET_NODE": node.name,
+        "CMS_PARTITION_SECONDS": "8",
+        "CMS_HOLD_SECONDS": "60",
+    }
+    run = subprocess.Popen(
+        [
+            str(BIN / "chaos"),
+            "--no-version-check",
+            "run",
+            "--journal-path",
+            str(tmp_path / "journal.json"),
+            str(ROOT / "experiments" / "apiserver-partition.json"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        eventually(lambda: "CMS-" in inspect.iptables_save(node.netns), 60, "the partition")
+        killed_at = time.monotonic()
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+        eventually(
+            lambda: inspect.iptables_save(node.netns) == before, 30, "the node to heal itself"
+        )
+        assert time.monotonic() - killed_at < 8 + 15
+    finally:
+        if run.poll() is None:
+            run.kill()
+    out = subprocess.run(
+        [str(BIN / "chaosmesh-sec"), "rollback", "--kubeconfig", str(lab)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout)["apiserver_partition"]["healed"] == []
