@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -92,7 +91,7 @@ def main() -> None:
     }
     result["machine"] = {
         "cpus": os.cpu_count(),
-        "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip(),
+        "go": build.go_version(),
     }
     print(json.dumps(result, indent=2))
 
