@@ -9,40 +9,20 @@ Needs a running lab (``chaosmesh-sec lab up``). Prints a JSON summary; asserts n
 import json
 import os
 import statistics
-import subprocess
 import time
 
 from chaosmesh_sec.faults.apiserver_partition import (
     heal_apiserver_partition,
     partition_node_from_apiserver,
 )
+from chaosmesh_sec.lab import inspect
 from chaosmesh_sec.lab.topology import DEFAULT
 
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 
 
 def reaches(netns: str) -> bool:
-    out = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            "curl",
-            "-sk",
-            "--max-time",
-            "0.5",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            f"{DEFAULT.apiserver_url}/healthz",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout not in ("", "000")
+    return inspect.http_status_from(netns, f"{DEFAULT.apiserver_url}/healthz", 0.5) != "000"
 
 
 def until(state: bool, netns: str, started: float) -> float:

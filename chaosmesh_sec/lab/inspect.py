@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,3 +61,28 @@ def iptables_save(netns: str) -> str:
     out = run(["iptables-save"], netns=netns)
     lines = (_COUNTERS.sub("[0:0]", line) for line in out.splitlines())
     return "\n".join(line for line in lines if not line.startswith("#")) + "\n"
+
+
+def http_status_from(netns: str, url: str, timeout: float = 2.0) -> str:
+    """The HTTP status curl gets for ``url`` from inside ``netns`` ("000": no connection)."""
+    out = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "curl",
+            "-sk",
+            "--max-time",
+            str(timeout),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout or "000"

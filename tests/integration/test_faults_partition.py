@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +23,7 @@ NODE1, NODE2 = DEFAULT.nodes[0], DEFAULT.nodes[1]
 
 def reaches_apiserver(netns: str) -> bool:
     """A real TCP+TLS connection from inside ``netns`` to the API server (health endpoint)."""
-    out = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            "curl",
-            "-sk",
-            "--max-time",
-            "2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            f"{DEFAULT.apiserver_url}/healthz",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout != "000" and out.stdout != ""
+    return inspect.http_status_from(netns, f"{DEFAULT.apiserver_url}/healthz") != "000"
 
 
 def fault_pods(core: client.CoreV1Api) -> list[Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 from cryptography import x509
 from kubernetes import client
 
@@ -31,28 +29,9 @@ def test_istiod_published_its_root_certificate(core: client.CoreV1Api) -> None:
 
 def _serves_ready(node: str, pod_ip: str) -> bool:
     """pilot-discovery answers /ready on the pod IP, reached from the pod's node."""
-    netns = DEFAULT.node(node).netns
-    out = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "2",
-            f"http://{pod_ip}:8080/ready",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    return (
+        inspect.http_status_from(DEFAULT.node(node).netns, f"http://{pod_ip}:8080/ready") == "200"
     )
-    return out.stdout == "200"
 
 
 def test_deleting_an_istiod_pod_stops_its_process_and_the_replacement_starts_one(

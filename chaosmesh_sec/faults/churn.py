@@ -1,0 +1,519 @@
+"""Workload churn: scale, rollout restart, and the seeds' hunt for a recycled pod IP.
+
+A pod IP freed by one workload is soon handed to another pod on the same node.
+Anything that still maps that IP to the old identity (an IP -> identity cache that
+went stale, an allow-list by IP) then grants the newcomer the old pod's rights.
+:func:`hunt_recycled_ip` makes that happen on purpose and says which pod got which IP.
+
+Rollback: :func:`restore_replicas` with the `previous_replicas` (or
+`victim_previous_replicas`) an action returned. No ``from __future__ import
+annotations`` here: chaoslib's ``discover()`` reads these signatures at run time.
+"""
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from chaosmesh_sec import _validate
+from chaosmesh_sec._types import Configuration, JSONObject, Secrets
+from chaosmesh_sec.client import api_errors, apps_v1, core_v1
+from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
+from chaosmesh_sec.faults import _workloads as wl
+
+__all__ = ["hunt_recycled_ip", "restore_replicas", "rollout_restart", "scale_deployment"]
+
+logger = logging.getLogger("chaostoolkit")
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def scale_deployment(
+    name: str = "",
+    replicas: int = -1,
+    namespace: str = "default",
+    wait_ready: bool = True,
+    timeout_seconds: int = 120,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Scale Deployment `name` to `replicas`; with `wait_ready`, wait for the rollout.
+
+    `name` and `replicas` (>= 0) are required (their defaults mean "not given").
+    Waits (by watch, at most `timeout_seconds`) until exactly `replicas` pods are
+    updated, Ready and available. Returns `{"name", "namespace", "previous_replicas",
+    "replicas", "ready", "ready_replicas", "seconds", "reason"}`; a timeout gives
+    `ready: false` and a `reason`. Rollback: `restore_replicas` with
+    `previous_replicas`.
+    """
+    name = _deployment_name("name", name)
+    replicas = _replicas(replicas)
+    namespace = _validate.dns_label("namespace", namespace)
+    wait_ready = wl.boolean("wait_ready", wait_ready)
+    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+
+    core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
+    wl.require_namespace(core, namespace)
+    deployment = wl.read_deployment(apps, name, namespace, "name")
+    previous = _spec_replicas(deployment)
+    try:
+        result = _scale_and_wait(apps, name, namespace, replicas, wait_ready, timeout_seconds)
+    except Exception as exc:
+        undone = _undo_scale(apps, name, namespace, previous)
+        raise FaultNotApplied(f"scaling {namespace}/{name} failed ({exc}); {undone}") from exc
+    result["previous_replicas"] = previous
+    return result
+
+
+def restore_replicas(
+    name: str = "",
+    replicas: int = -1,
+    namespace: str = "default",
+    wait_ready: bool = True,
+    timeout_seconds: int = 120,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Rollback: set Deployment `name` back to `replicas` (a `previous_replicas` returned earlier).
+
+    `name` and `replicas` are required. Verifies the Deployment's spec now asks for
+    `replicas` (else `RollbackFailed`); with `wait_ready`, waits for the pods as
+    :func:`scale_deployment` does and reports a timeout as `ready: false`. Returns the
+    same shape as :func:`scale_deployment`.
+    """
+    name = _deployment_name("name", name)
+    replicas = _replicas(replicas)
+    namespace = _validate.dns_label("namespace", namespace)
+    wait_ready = wl.boolean("wait_ready", wait_ready)
+    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+
+    core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
+    wl.require_namespace(core, namespace)
+    deployment = wl.read_deployment(apps, name, namespace, "name")
+    previous = _spec_replicas(deployment)
+    result = _scale_and_wait(apps, name, namespace, replicas, wait_ready, timeout_seconds)
+    result["previous_replicas"] = previous
+    return result
+
+
+def rollout_restart(
+    name: str = "",
+    namespace: str = "default",
+    cycles: int = 1,
+    wait_ready: bool = True,
+    timeout_seconds: int = 120,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Restart Deployment `name`'s pods `cycles` times, as `kubectl rollout restart` does.
+
+    `name` is required. Each cycle stamps the pod template annotation
+    `kubectl.kubernetes.io/restartedAt` and, with `wait_ready`, watches the rollout to
+    completion (at most `timeout_seconds` per cycle; more than one cycle needs
+    `wait_ready`). Returns
+    `{"name", "namespace", "cycles", "completed", "completed_cycles", "history":
+    [{"cycle", "restarted_at", "pods_before", "pods_after", "ips_before", "ips_after",
+    "completed", "seconds"}], "reason"}`. A restart cannot be undone; no rollback.
+    """
+    name = _deployment_name("name", name)
+    namespace = _validate.dns_label("namespace", namespace)
+    cycles = wl.positive_int("cycles", cycles)
+    wait_ready = wl.boolean("wait_ready", wait_ready)
+    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+    if cycles > 1 and not wait_ready:
+        raise InvalidInput("cycles", "more than one cycle needs wait_ready: true")
+
+    core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
+    wl.require_namespace(core, namespace)
+    deployment = wl.read_deployment(apps, name, namespace, "name")
+    if deployment.spec.paused:
+        raise InvalidInput("name", f"Deployment {name!r} is paused: resume it first")
+    selector = wl.deployment_selector(deployment.spec.selector)
+
+    result: JSONObject = {
+        "name": name,
+        "namespace": namespace,
+        "cycles": cycles,
+        "completed": None,
+        "completed_cycles": 0,
+        "history": [],
+        "reason": None,
+    }
+    for cycle in range(1, cycles + 1):
+        before = _live_pods(core, namespace, selector)
+        stamp = datetime.now(UTC).isoformat()
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+        started = time.monotonic()
+        with api_errors(f"restart Deployment {namespace}/{name}"):
+            apps.patch_namespaced_deployment(name, namespace, patch)
+        logger.info("Rollout restart %d/%d of Deployment %s/%s", cycle, cycles, namespace, name)
+        done: bool | None = None
+        if wait_ready:
+            done = _wait_rollout(apps, name, namespace, None, started + timeout_seconds)
+        after = _live_pods(core, namespace, selector)
+        result["history"].append(
+            {
+                "cycle": cycle,
+                "restarted_at": stamp,
+                "pods_before": before,
+                "pods_after": after,
+                "ips_before": _ips(before),
+                "ips_after": _ips(after),
+                "completed": done,
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        )
+        if done is False:
+            result["completed"] = False
+            result["reason"] = f"cycle {cycle}: rollout not complete after {timeout_seconds}s"
+            return result
+        if done:
+            result["completed_cycles"] = cycle
+    if wait_ready:
+        result["completed"] = True
+    return result
+
+
+def hunt_recycled_ip(
+    victim: str = "",
+    hunter: str = "",
+    namespace: str = "default",
+    max_rounds: int = 10,
+    timeout_seconds: int = 180,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Scale `victim` to zero, then rotate `hunter`'s pods until one holds a victim's old IP.
+
+    `victim` and `hunter` (two different Deployments in `namespace`) are required.
+    Records the IPs of Deployment `victim`'s pods, scales it to 0 and waits for its
+    pods to be gone (their IPs are free then). Each round deletes every pod of
+    Deployment `hunter` (its ReplicaSet recreates them) and watches the new pods get
+    IPs; the hunt ends when one holds an IP that was the victim's, after `max_rounds`
+    rounds, or after `timeout_seconds` in all. IPs recycle within a node's pod CIDR:
+    pin both Deployments to the same node.
+
+    Returns `{"found", "recycled_ip", "pod": {"name", "uid", "node", "pod_ip"},
+    "rounds", "victim_ips", "victim_nodes", "hunter_nodes", "victim_previous_replicas",
+    "seconds", "reason"}`; not finding one is `found: false` with a `reason`, not an
+    error. Rollback: `restore_replicas` of `victim` to `victim_previous_replicas`.
+    If the hunt fails midway, the victim's replicas are restored before raising.
+    """
+    victim = _deployment_name("victim", victim)
+    hunter = _deployment_name("hunter", hunter)
+    if victim == hunter:
+        raise InvalidInput("hunter", f"must be another Deployment than victim {victim!r}")
+    namespace = _validate.dns_label("namespace", namespace)
+    max_rounds = wl.positive_int("max_rounds", max_rounds)
+    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+
+    core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
+    wl.require_namespace(core, namespace)
+    victim_dep = wl.read_deployment(apps, victim, namespace, "victim")
+    hunter_dep = wl.read_deployment(apps, hunter, namespace, "hunter")
+    for role, dep in (("victim", victim_dep), ("hunter", hunter_dep)):
+        if dep.spec.template.spec.host_network:
+            raise InvalidInput(role, f"Deployment {dep.metadata.name!r} uses hostNetwork")
+    hunter_replicas = _spec_replicas(hunter_dep)
+    if hunter_replicas < 1:
+        raise InvalidInput("hunter", f"Deployment {hunter!r} has 0 replicas: nothing to rotate")
+    victim_sel = wl.deployment_selector(victim_dep.spec.selector)
+    hunter_sel = wl.deployment_selector(hunter_dep.spec.selector)
+    victim_pods = _live_pods(core, namespace, victim_sel)
+    victim_ips = _ips(victim_pods)
+    if not victim_ips:
+        raise InvalidInput("victim", f"no pod of Deployment {victim!r} has an IP to recycle")
+    hunter_pods = _live_pods(core, namespace, hunter_sel)
+    if {p["uid"] for p in victim_pods} & {p["uid"] for p in hunter_pods}:
+        raise InvalidInput("hunter", f"its selector {hunter_sel!r} also matches the victim's pods")
+    previous = _spec_replicas(victim_dep)
+
+    result: JSONObject = {
+        "found": False,
+        "recycled_ip": None,
+        "pod": None,
+        "rounds": 0,
+        "victim": victim,
+        "hunter": hunter,
+        "namespace": namespace,
+        "victim_ips": victim_ips,
+        "victim_nodes": sorted({str(p["node"]) for p in victim_pods}),
+        "hunter_nodes": sorted({str(p["node"]) for p in hunter_pods if p["node"]}),
+        "victim_previous_replicas": previous,
+        "seconds": None,
+        "reason": None,
+    }
+    started = time.monotonic()
+    deadline = started + timeout_seconds
+    _patch_replicas(apps, victim, namespace, 0)
+    try:
+        _hunt(
+            core, namespace, victim_sel, hunter_sel, hunter_replicas, max_rounds, deadline, result
+        )
+    except BaseException as exc:
+        undone = _undo_scale(apps, victim, namespace, previous)
+        if not isinstance(exc, Exception):
+            raise
+        raise FaultNotApplied(f"IP hunt failed ({exc}); {undone}") from exc
+    result["seconds"] = round(time.monotonic() - started, 3)
+    if result["found"]:
+        logger.info(
+            "Recycled IP %s: victim %s's, now held by %s/%s after %d round(s)",
+            result["recycled_ip"],
+            victim,
+            namespace,
+            result["pod"]["name"],
+            result["rounds"],
+        )
+    else:
+        logger.info("No recycled IP: %s", result["reason"])
+    return result
+
+
+# ---------------------------------------------------------------- the hunt
+
+
+def _hunt(
+    core: Any,
+    namespace: str,
+    victim_sel: str,
+    hunter_sel: str,
+    hunter_replicas: int,
+    max_rounds: int,
+    deadline: float,
+    result: JSONObject,
+) -> None:
+    """Rounds of hunter-pod deletion; fills ``result`` in place."""
+    victim_ips = set(result["victim_ips"])
+    gone, _ = wl.watch_until(
+        core.list_namespaced_pod,
+        lambda objects: not objects,
+        deadline,
+        f"victim pods {victim_sel!r} in {namespace!r}",
+        namespace,
+        label_selector=victim_sel,
+    )
+    if not gone:
+        result["reason"] = "the victim's pods were still there when the timeout ran out"
+        return
+    seen: set[str] = set()
+    while True:
+        current = _live_pod_objects(core, namespace, hunter_sel)
+        seen |= {p.status.pod_ip for p in current if p.status and p.status.pod_ip}
+        holder = _holder(current, victim_ips)
+        if holder is not None:
+            _found(core, namespace, holder, result)
+            return
+        if result["rounds"] >= max_rounds:
+            break
+        result["rounds"] += 1
+        deleted = _delete_pods(core, namespace, hunter_sel)
+
+        def settled(objects: Mapping[str, Any], deleted: set[str] = deleted) -> bool:
+            fresh = [
+                p
+                for uid, p in objects.items()
+                if uid not in deleted and not wl.pod_terminating(p) and p.status.pod_ip
+            ]
+            if any(p.status.pod_ip in victim_ips for p in fresh):
+                return True
+            return len(fresh) >= hunter_replicas
+
+        held, objects = wl.watch_until(
+            core.list_namespaced_pod,
+            settled,
+            deadline,
+            f"hunter pods {hunter_sel!r} in {namespace!r}",
+            namespace,
+            label_selector=hunter_sel,
+        )
+        seen |= {p.status.pod_ip for p in objects.values() if p.status and p.status.pod_ip}
+        if not held:
+            holder = _holder(list(objects.values()), victim_ips)
+            if holder is not None:
+                _found(core, namespace, holder, result)
+                return
+            result["reason"] = (
+                f"timed out in round {result['rounds']} of {max_rounds}: no hunter pod got "
+                f"one of the victim's IPs {sorted(victim_ips)}"
+            )
+            return
+    result["hunter_nodes"] = sorted(
+        set(result["hunter_nodes"])
+        | {str(p["node"]) for p in _live_pods(core, namespace, hunter_sel)}
+    )
+    result["reason"] = (
+        f"no IP reused: after {max_rounds} round(s) ({hunter_replicas} hunter pod(s) each, "
+        f"{len(seen)} distinct IPs seen) no hunter pod held one of the victim's IPs "
+        f"{sorted(victim_ips)}; IPs are only reused within a node's pod CIDR "
+        f"(victim ran on {result['victim_nodes']}, hunter on {result['hunter_nodes']})"
+    )
+
+
+def _holder(pods: list[Any], victim_ips: set[str]) -> Any:
+    """The first live pod whose IP was the victim's, if any."""
+    for pod in sorted(pods, key=lambda p: str(p.metadata.name)):
+        if not wl.pod_terminating(pod) and pod.status and pod.status.pod_ip in victim_ips:
+            return pod
+    return None
+
+
+def _found(core: Any, namespace: str, pod: Any, result: JSONObject) -> None:
+    """Confirm by a fresh read that the pod holds the IP, then record it."""
+    with api_errors(f"read pod {namespace}/{pod.metadata.name}"):
+        fresh = core.read_namespaced_pod(pod.metadata.name, namespace)
+    if fresh.metadata.uid != pod.metadata.uid or fresh.status.pod_ip != pod.status.pod_ip:
+        return  # raced with a deletion: the next round looks again
+    result["found"] = True
+    result["recycled_ip"] = fresh.status.pod_ip
+    result["pod"] = wl.pod_brief(fresh)
+
+
+def _delete_pods(core: Any, namespace: str, selector: str) -> set[str]:
+    """Delete the live pods matching ``selector`` (uid preconditions); return their uids."""
+    deleted: set[str] = set()
+    for pod in _live_pod_objects(core, namespace, selector):
+        options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=pod.metadata.uid))
+        with api_errors(f"delete pod {namespace}/{pod.metadata.name}"):
+            try:
+                core.delete_namespaced_pod(pod.metadata.name, namespace, body=options)
+            except ApiException as exc:
+                if exc.status not in (404, 409):
+                    raise
+        logger.debug(
+            "deleted hunter pod %s/%s (%s)", namespace, pod.metadata.name, pod.status.pod_ip
+        )
+        deleted.add(pod.metadata.uid)
+    return deleted
+
+
+# ---------------------------------------------------------------- scaling
+
+
+def _deployment_name(name: str, value: Any) -> str:
+    """A required Deployment name (its default "" means "not given")."""
+    if value == "":
+        raise InvalidInput(name, "required: the name of a Deployment")
+    return _validate.dns_subdomain(name, value)
+
+
+def _replicas(value: Any) -> int:
+    """The ``replicas`` input: required (its default -1 means "not given"), >= 0."""
+    if value == -1 and not isinstance(value, bool):
+        raise InvalidInput("replicas", "required: the number of replicas to set (>= 0)")
+    return _validate.non_negative_int("replicas", value)
+
+
+def _spec_replicas(deployment: Any) -> int:
+    """A Deployment's desired replicas (the API defaults an unset value to 1)."""
+    replicas = deployment.spec.replicas
+    return 1 if replicas is None else int(replicas)
+
+
+def _patch_replicas(apps: Any, name: str, namespace: str, replicas: int) -> int:
+    """Set the scale subresource; return the replicas the API now holds for the spec."""
+    with api_errors(f"scale Deployment {namespace}/{name} to {replicas}"):
+        scale = apps.patch_namespaced_deployment_scale(
+            name, namespace, {"spec": {"replicas": replicas}}
+        )
+    logger.info("Scaled Deployment %s/%s to %d replicas", namespace, name, replicas)
+    return int(scale.spec.replicas or 0)  # 0 is omitted from the JSON
+
+
+def _undo_scale(apps: Any, name: str, namespace: str, replicas: int) -> str:
+    """Best effort: put a Deployment back to ``replicas``; say whether it worked."""
+    try:
+        _patch_replicas(apps, name, namespace, replicas)
+    except Exception as exc:  # noqa: BLE001 - report, the original error is raised
+        logger.error("could not restore %s/%s to %d replicas: %s", namespace, name, replicas, exc)
+        return f"Deployment {name!r} is left scaled down: restore it to {replicas} replicas"
+    return f"Deployment {name!r} was restored to {replicas} replicas"
+
+
+def _scale_and_wait(
+    apps: Any, name: str, namespace: str, replicas: int, wait_ready: bool, timeout_seconds: int
+) -> JSONObject:
+    started = time.monotonic()
+    asked = _patch_replicas(apps, name, namespace, replicas)
+    if asked != replicas:
+        raise RollbackFailed(
+            f"Deployment {namespace}/{name} asks for {asked} replicas after setting {replicas}: "
+            "something else (an autoscaler?) manages its scale"
+        )
+    result: JSONObject = {
+        "name": name,
+        "namespace": namespace,
+        "previous_replicas": None,
+        "replicas": replicas,
+        "ready": None,
+        "ready_replicas": None,
+        "seconds": None,
+        "reason": None,
+    }
+    if not wait_ready:
+        return result
+    states: dict[str, Any] = {}
+    result["ready"] = _wait_rollout(
+        apps, name, namespace, replicas, started + timeout_seconds, states
+    )
+    result["seconds"] = round(time.monotonic() - started, 3)
+    last = states.get("deployment")
+    result["ready_replicas"] = (last.status.ready_replicas or 0) if last and last.status else 0
+    if not result["ready"]:
+        result["reason"] = (
+            f"{result['ready_replicas']} of {replicas} replicas Ready after {timeout_seconds}s"
+        )
+    return result
+
+
+def _wait_rollout(
+    apps: Any,
+    name: str,
+    namespace: str,
+    replicas: int | None,
+    deadline: float,
+    states: dict[str, Any] | None = None,
+) -> bool:
+    """Watch the Deployment until its rollout is complete (``replicas`` None: its spec's)."""
+
+    def complete(objects: Mapping[str, Any]) -> bool:
+        for dep in objects.values():
+            if states is not None:
+                states["deployment"] = dep
+            want = _spec_replicas(dep) if replicas is None else replicas
+            if wl.rollout_complete(dep, want):
+                return True
+        return False
+
+    held, _ = wl.watch_until(
+        apps.list_namespaced_deployment,
+        complete,
+        deadline,
+        f"Deployment {namespace}/{name}",
+        namespace,
+        field_selector=f"metadata.name={name}",
+    )
+    return held
+
+
+# ---------------------------------------------------------------- pods
+
+
+def _live_pod_objects(core: Any, namespace: str, selector: str) -> list[Any]:
+    with api_errors(f"list pods {selector!r} in namespace {namespace!r}"):
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    return [p for p in pods if not wl.pod_terminating(p)]
+
+
+def _live_pods(core: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """Name, uid, node and IP of the non-terminating pods matching ``selector``, by name."""
+    pods = _live_pod_objects(core, namespace, selector)
+    return sorted((wl.pod_brief(p) for p in pods), key=lambda p: str(p["name"]))
+
+
+def _ips(pods: list[dict[str, Any]]) -> list[str]:
+    return sorted({str(p["pod_ip"]) for p in pods if p["pod_ip"]})

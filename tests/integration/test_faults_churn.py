@@ -1,0 +1,277 @@
+"""Churn faults against the lab: scale and restore, rollout restart, and the IP hunt.
+
+Each test works in a namespace of its own (the ``namespace`` fixture deletes it).
+Workloads are pause pods; the IP hunt pins victim and hunter to one node so they
+draw from the same pod CIDR, where kwok reuses freed IPs as a real IPAM does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from chaosmesh_sec.errors import InvalidInput
+from chaosmesh_sec.faults import churn
+from chaosmesh_sec.lab.topology import DEFAULT
+from tests.lab_fixtures import eventually
+
+PAUSE = "registry.k8s.io/pause:3.10"
+NODE = "lab-node-1"
+
+
+def _deploy(
+    api: client.ApiClient, namespace: str, name: str, replicas: int, node: str = ""
+) -> None:
+    labels = {"app": name}
+    client.AppsV1Api(api).create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1DeploymentSpec(
+                replicas=replicas,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(
+                        containers=[client.V1Container(name=name, image=PAUSE)],
+                        node_selector={"kubernetes.io/hostname": node} if node else None,
+                        termination_grace_period_seconds=1,
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def _live(core: client.CoreV1Api, namespace: str, name: str) -> list[client.V1Pod]:
+    pods = core.list_namespaced_pod(namespace, label_selector=f"app={name}").items
+    return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+def _rolled_out(api: client.ApiClient, namespace: str, name: str, replicas: int) -> bool:
+    dep = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
+    status = dep.status
+    return bool(
+        dep.spec.replicas == replicas
+        and (status.observed_generation or 0) >= dep.metadata.generation
+        and (status.ready_replicas or 0) == replicas
+        and (status.replicas or 0) == replicas
+    )
+
+
+def _deploy_ready(
+    api: client.ApiClient, namespace: str, name: str, replicas: int, node: str = ""
+) -> None:
+    _deploy(api, namespace, name, replicas, node)
+    eventually(lambda: _rolled_out(api, namespace, name, replicas), 60, f"{name} rolled out")
+
+
+def test_scale_then_restore_returns_the_replica_count(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    _deploy_ready(api, namespace, "web", 3)
+
+    scaled = churn.scale_deployment("web", 1, namespace=namespace, timeout_seconds=60)
+    print(f"scale 3 -> 1: {scaled['seconds']}s")
+    assert scaled["previous_replicas"] == 3
+    assert scaled["replicas"] == 1 and scaled["ready"] is True and scaled["ready_replicas"] == 1
+    assert client.AppsV1Api(api).read_namespaced_deployment("web", namespace).spec.replicas == 1
+    eventually(lambda: len(_live(core, namespace, "web")) == 1, 30, "one web pod left")
+
+    restored = churn.restore_replicas(
+        "web", scaled["previous_replicas"], namespace=namespace, timeout_seconds=60
+    )
+    print(f"restore 1 -> 3: {restored['seconds']}s")
+    assert restored["previous_replicas"] == 1
+    assert restored["replicas"] == 3 and restored["ready"] is True
+    assert _rolled_out(api, namespace, "web", 3)
+    assert len(_live(core, namespace, "web")) == 3
+
+
+def test_scale_timeout_is_reported_not_raised(api: client.ApiClient, namespace: str) -> None:
+    """A pod that cannot be scheduled (no such node label) never gets Ready."""
+    _deploy(api, namespace, "stuck", 0, node="no-such-node")
+    result = churn.scale_deployment("stuck", 1, namespace=namespace, timeout_seconds=2)
+    assert result["ready"] is False
+    assert result["previous_replicas"] == 0
+    assert "0 of 1" in result["reason"]
+    churn.restore_replicas("stuck", 0, namespace=namespace, timeout_seconds=30)
+
+
+def test_rollout_restart_replaces_every_pod_each_cycle(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    _deploy_ready(api, namespace, "web", 2)
+
+    result = churn.rollout_restart("web", namespace=namespace, cycles=2, timeout_seconds=60)
+    print(f"rollout restart: {[h['seconds'] for h in result['history']]}s per cycle")
+    assert result["completed"] is True and result["completed_cycles"] == 2
+    assert [h["cycle"] for h in result["history"]] == [1, 2]
+    for cycle in result["history"]:
+        before = {p["uid"] for p in cycle["pods_before"]}
+        after = {p["uid"] for p in cycle["pods_after"]}
+        assert len(before) == 2 and len(after) == 2
+        assert not before & after, "a pod survived its restart"
+        assert len(cycle["ips_after"]) == 2
+    # The second cycle started from the first cycle's pods.
+    first, second = result["history"]
+    assert {p["uid"] for p in second["pods_before"]} == {p["uid"] for p in first["pods_after"]}
+    template = client.AppsV1Api(api).read_namespaced_deployment("web", namespace).spec.template
+    assert template.metadata.annotations[churn.RESTARTED_AT] == second["restarted_at"]
+    assert {p.metadata.uid for p in _live(core, namespace, "web")} == {
+        p["uid"] for p in second["pods_after"]
+    }
+
+
+def test_ip_hunt_finds_a_recycled_ip_or_says_none_was_reused(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    _deploy_ready(api, namespace, "victim", 3, node=NODE)
+    _deploy_ready(api, namespace, "hunter", 2, node=NODE)
+    victim_ips = {p.status.pod_ip for p in _live(core, namespace, "victim")}
+
+    result = churn.hunt_recycled_ip(
+        "victim", "hunter", namespace=namespace, max_rounds=5, timeout_seconds=90
+    )
+    print(
+        f"IP hunt: found={result['found']} ip={result['recycled_ip']} "
+        f"rounds={result['rounds']} in {result['seconds']}s; reason={result['reason']}"
+    )
+
+    assert set(result["victim_ips"]) == victim_ips
+    assert result["victim_previous_replicas"] == 3
+    assert result["victim_nodes"] == [NODE]
+    cidr = ipaddress.ip_network(DEFAULT.node(NODE).pod_cidr)
+    assert all(ipaddress.ip_address(ip) in cidr for ip in victim_ips)
+    # The victim is scaled to zero and its pods are gone.
+    assert client.AppsV1Api(api).read_namespaced_deployment("victim", namespace).spec.replicas == 0
+    assert not _live(core, namespace, "victim")
+    if result["found"]:
+        assert result["recycled_ip"] in victim_ips
+        pod = core.read_namespaced_pod(result["pod"]["name"], namespace)
+        assert pod.metadata.uid == result["pod"]["uid"]
+        assert pod.status.pod_ip == result["recycled_ip"] == result["pod"]["pod_ip"]
+        assert pod.metadata.labels["app"] == "hunter"
+        assert pod.spec.node_name == result["pod"]["node"] == NODE
+        assert 0 <= result["rounds"] <= 5
+        assert result["reason"] is None
+    else:
+        assert result["recycled_ip"] is None and result["pod"] is None
+        assert result["rounds"] == 5 or "timed out" in result["reason"]
+        assert "victim" in result["reason"]
+        hunter_ips = {p.status.pod_ip for p in _live(core, namespace, "hunter")}
+        assert not hunter_ips & victim_ips
+
+    restored = churn.restore_replicas(
+        "victim", result["victim_previous_replicas"], namespace=namespace, timeout_seconds=60
+    )
+    assert restored["ready"] is True and restored["previous_replicas"] == 0
+
+
+@pytest.fixture(scope="module")
+def two_deployments(api: client.ApiClient, core: client.CoreV1Api) -> Iterator[str]:
+    """A namespace with Deployments "web" and "other" (1 pod each), shared by read-only tests."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        _deploy_ready(api, name, "web", 1)
+        _deploy_ready(api, name, "other", 1)
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+def test_ip_hunt_on_another_node_reports_no_reuse(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    """Victim and hunter on different nodes draw from different pod CIDRs: nothing recycles."""
+    _deploy_ready(api, namespace, "victim", 2, node="lab-node-1")
+    _deploy_ready(api, namespace, "hunter", 2, node="lab-node-2")
+
+    result = churn.hunt_recycled_ip(
+        "victim", "hunter", namespace=namespace, max_rounds=2, timeout_seconds=60
+    )
+
+    assert result["found"] is False and result["recycled_ip"] is None and result["pod"] is None
+    assert result["rounds"] == 2
+    assert "no IP reused" in result["reason"]
+    assert "lab-node-1" in result["reason"] and "lab-node-2" in result["reason"]
+    assert result["victim_previous_replicas"] == 2
+    hunter_ips = {p.status.pod_ip for p in _live(core, namespace, "hunter")}
+    assert len(hunter_ips) == 2 and not hunter_ips & set(result["victim_ips"])
+    churn.restore_replicas("victim", 2, namespace=namespace, timeout_seconds=60)
+
+
+def _snapshot(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> Any:
+    deps = client.AppsV1Api(api).list_namespaced_deployment(namespace).items
+    pods = core.list_namespaced_pod(namespace).items
+    return (
+        sorted((d.metadata.name, d.spec.replicas, d.metadata.generation) for d in deps),
+        sorted((p.metadata.uid, p.metadata.deletion_timestamp is None) for p in pods),
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "kwargs", "bad_input"),
+    [
+        ("scale_deployment", {"name": "nope", "replicas": 1}, "name"),
+        ("scale_deployment", {"name": "web", "replicas": -2}, "replicas"),
+        (
+            "scale_deployment",
+            {"name": "web", "replicas": 1, "timeout_seconds": 0},
+            "timeout_seconds",
+        ),
+        (
+            "scale_deployment",
+            {"name": "web", "replicas": 1, "timeout_seconds": -1},
+            "timeout_seconds",
+        ),
+        ("restore_replicas", {"name": "nope", "replicas": 1}, "name"),
+        ("rollout_restart", {"name": "nope"}, "name"),
+        ("rollout_restart", {"name": "web", "cycles": 0}, "cycles"),
+        ("rollout_restart", {"name": "web", "timeout_seconds": 0}, "timeout_seconds"),
+        ("hunt_recycled_ip", {"victim": "web", "hunter": "web"}, "hunter"),
+        ("hunt_recycled_ip", {"victim": "nope", "hunter": "web"}, "victim"),
+        ("hunt_recycled_ip", {"victim": "web", "hunter": "nope"}, "hunter"),
+        ("hunt_recycled_ip", {"victim": "web", "hunter": "other", "max_rounds": 0}, "max_rounds"),
+        (
+            "hunt_recycled_ip",
+            {"victim": "web", "hunter": "other", "timeout_seconds": 0},
+            "timeout_seconds",
+        ),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_changes(
+    api: client.ApiClient,
+    core: client.CoreV1Api,
+    two_deployments: str,
+    action: str,
+    kwargs: dict[str, Any],
+    bad_input: str,
+) -> None:
+    namespace = two_deployments
+    before = _snapshot(api, core, namespace)
+    with pytest.raises(InvalidInput) as info:
+        getattr(churn, action)(namespace=namespace, **kwargs)
+    assert info.value.name == bad_input
+    assert _snapshot(api, core, namespace) == before
+
+
+@pytest.mark.parametrize(
+    "action", ["scale_deployment", "restore_replicas", "rollout_restart", "hunt_recycled_ip"]
+)
+def test_a_missing_namespace_is_named(api: client.ApiClient, action: str) -> None:
+    kwargs: dict[str, Any] = {
+        "scale_deployment": {"name": "web", "replicas": 1},
+        "restore_replicas": {"name": "web", "replicas": 1},
+        "rollout_restart": {"name": "web"},
+        "hunt_recycled_ip": {"victim": "web", "hunter": "other"},
+    }[action]
+    with pytest.raises(InvalidInput) as info:
+        getattr(churn, action)(namespace="no-such-namespace", **kwargs)
+    assert info.value.name == "namespace"
