@@ -70,7 +70,8 @@ def _setup_node(topo: Topology, node: Node) -> None:
     # Load the tables a fault may touch, so iptables-save lists them from the start
     # (a table appears in it once used): before/after comparisons then compare rules.
     for table in ("filter", "mangle"):
-        run(["iptables", "-t", table, "-S"], netns=ns)
+        run(["iptables", "-t", table, "-N", "CMSLAB-PRELOAD"], netns=ns)
+        run(["iptables", "-t", table, "-X", "CMSLAB-PRELOAD"], netns=ns)
     run(["iptables", "-t", "nat", "-A", "OUTPUT", *dnat], netns=ns)
     run(["iptables", "-t", "nat", "-A", "PREROUTING", *dnat], netns=ns)
 
