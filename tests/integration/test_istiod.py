@@ -63,11 +63,15 @@ def test_deleting_an_istiod_pod_stops_its_process_and_the_replacement_starts_one
 
     new = eventually(replacement, 60, "the ReplicaSet's replacement pod")
     procs = eventually(
-        lambda: inspect.container_processes(new.metadata.uid),
+        # until the container's mount-setup shell has exec'd into pilot-discovery
+        lambda: [
+            p
+            for p in inspect.container_processes(new.metadata.uid)
+            if p.argv0.endswith("pilot-discovery")
+        ],
         30,
         "a pilot-discovery process for the new pod",
     )
-    assert procs[0].argv0.endswith("pilot-discovery")
     assert procs[0].netns_inode == inspect.netns_of(pod_netns_name(new.metadata.uid))
     eventually(
         lambda: _serves_ready(new.spec.node_name, new.status.pod_ip),
