@@ -151,14 +151,14 @@ def _missing(exc: ApiException) -> bool:
     return bool(exc.status == 404)
 
 
-def require_namespace(core: Any, namespace: str) -> None:
-    """Raise InvalidInput("namespace") when it does not exist (unknown on 403: go on)."""
+def require_namespace(core: Any, namespace: str, input_name: str = "namespace") -> None:
+    """Raise InvalidInput(``input_name``) when it does not exist (unknown on 403: go on)."""
     with api_errors(f"read namespace {namespace!r}"):
         try:
             core.read_namespace(namespace)
         except ApiException as exc:
             if _missing(exc):
-                raise InvalidInput("namespace", f"namespace {namespace!r} does not exist") from exc
+                raise InvalidInput(input_name, f"namespace {namespace!r} does not exist") from exc
             if exc.status != 403:  # not allowed to read namespaces: later calls will tell
                 raise
 

@@ -28,6 +28,7 @@ from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_client, api_errors
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
+from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.faults.partition_rules import (
     APPLIED_MARK,
     SCOPES,
@@ -55,13 +56,7 @@ def _pick_node(core: k8s.CoreV1Api, node: str, pods_selector: str, pods_namespac
         raise InvalidInput("node", "give either node or target_pods_selector (exactly one)")
     if node:
         _validate.dns_subdomain("node", node)
-        with api_errors(f"read node {node}"):
-            try:
-                core.read_node(node)
-            except k8s.ApiException as exc:
-                if exc.status == 404:
-                    raise InvalidInput("node", f"no node named {node!r}") from exc
-                raise
+        wl.require_node(core, node)
         return node
     _validate.label_selector("target_pods_selector", pods_selector)
     _validate.dns_label("target_pods_namespace", pods_namespace)
@@ -219,13 +214,7 @@ def partition_node_from_apiserver(
     _validate.dns_label("fault_namespace", fault_namespace)
     api = api_client(configuration, secrets)
     core = k8s.CoreV1Api(api)
-    with api_errors(f"read namespace {fault_namespace}"):
-        try:
-            core.read_namespace(fault_namespace)
-        except k8s.ApiException as exc:
-            if exc.status == 404:
-                raise InvalidInput("fault_namespace", f"no namespace {fault_namespace!r}") from exc
-            raise
+    wl.require_namespace(core, fault_namespace, "fault_namespace")
     target = _pick_node(core, node, target_pods_selector, target_pods_namespace)
     endpoints = _apiserver_endpoints(core, k8s.DiscoveryV1Api(api), extra_hosts)
     if all_ports:

@@ -13,8 +13,9 @@ annotations`` here: chaoslib's ``discover()`` reads these signatures at run time
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -50,21 +51,15 @@ def scale_deployment(
     `ready: false` and a `reason`. Rollback: `restore_replicas` with
     `previous_replicas`.
     """
-    name = _deployment_name("name", name)
-    replicas = _replicas(replicas)
-    namespace = _validate.dns_label("namespace", namespace)
-    wait_ready = wl.boolean("wait_ready", wait_ready)
-    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
-
-    core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-    wl.require_namespace(core, namespace)
-    deployment = wl.read_deployment(apps, name, namespace, "name")
-    previous = _spec_replicas(deployment)
+    req = _ScaleRequest.checked(name, replicas, namespace, wait_ready, timeout_seconds)
+    apps, previous = req.current(configuration, secrets)
     try:
-        result = _scale_and_wait(apps, name, namespace, replicas, wait_ready, timeout_seconds)
+        result = req.apply(apps)
     except Exception as exc:
-        undone = _undo_scale(apps, name, namespace, previous)
-        raise FaultNotApplied(f"scaling {namespace}/{name} failed ({exc}); {undone}") from exc
+        undone = _undo_scale(apps, req.name, req.namespace, previous)
+        raise FaultNotApplied(
+            f"scaling {req.namespace}/{req.name} failed ({exc}); {undone}"
+        ) from exc
     result["previous_replicas"] = previous
     return result
 
@@ -85,17 +80,9 @@ def restore_replicas(
     :func:`scale_deployment` does and reports a timeout as `ready: false`. Returns the
     same shape as :func:`scale_deployment`.
     """
-    name = _deployment_name("name", name)
-    replicas = _replicas(replicas)
-    namespace = _validate.dns_label("namespace", namespace)
-    wait_ready = wl.boolean("wait_ready", wait_ready)
-    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
-
-    core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-    wl.require_namespace(core, namespace)
-    deployment = wl.read_deployment(apps, name, namespace, "name")
-    previous = _spec_replicas(deployment)
-    result = _scale_and_wait(apps, name, namespace, replicas, wait_ready, timeout_seconds)
+    req = _ScaleRequest.checked(name, replicas, namespace, wait_ready, timeout_seconds)
+    apps, previous = req.current(configuration, secrets)
+    result = req.apply(apps)
     result["previous_replicas"] = previous
     return result
 
@@ -392,6 +379,41 @@ def _delete_pods(core: Any, namespace: str, selector: str) -> set[str]:
 
 
 # ---------------------------------------------------------------- scaling
+
+
+@dataclass(frozen=True)
+class _ScaleRequest:
+    """A checked request to set a Deployment's replica count (scale and its rollback)."""
+
+    name: str
+    replicas: int
+    namespace: str
+    wait_ready: bool
+    timeout_seconds: int
+
+    @classmethod
+    def checked(
+        cls, name: Any, replicas: Any, namespace: Any, wait_ready: Any, timeout_seconds: Any
+    ) -> Self:
+        return cls(
+            _deployment_name("name", name),
+            _replicas(replicas),
+            _validate.dns_label("namespace", namespace),
+            wl.boolean("wait_ready", wait_ready),
+            wl.positive_int("timeout_seconds", timeout_seconds),
+        )
+
+    def current(self, configuration: Any, secrets: Any) -> tuple[Any, int]:
+        """The apps client and the Deployment's replica count now (InvalidInput if missing)."""
+        core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
+        wl.require_namespace(core, self.namespace)
+        deployment = wl.read_deployment(apps, self.name, self.namespace, "name")
+        return apps, _spec_replicas(deployment)
+
+    def apply(self, apps: Any) -> JSONObject:
+        return _scale_and_wait(
+            apps, self.name, self.namespace, self.replicas, self.wait_ready, self.timeout_seconds
+        )
 
 
 def _deployment_name(name: str, value: Any) -> str:

@@ -21,7 +21,6 @@ from chaosmesh_sec.lab.components import (
     COMPONENTS,
     Component,
     binary_name,
-    component_for,
     go_output_name,
 )
 from chaosmesh_sec.lab.paths import LabPaths
@@ -130,9 +129,3 @@ def locate(paths: LabPaths, gover: str | None = None) -> Binaries:
                 )
             found[binary] = path
     return Binaries(found)
-
-
-def binary(paths: LabPaths, name: str) -> Path:
-    """One binary's path (for the node agent, which needs only pilot-discovery)."""
-    component = component_for(name)
-    return _bin_dir(paths, component, go_version()) / name

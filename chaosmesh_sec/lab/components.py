@@ -23,7 +23,6 @@ __all__ = [
     "Component",
     "binary_name",
     "component",
-    "component_for",
     "go_output_name",
     "module_source",
 ]
@@ -87,13 +86,6 @@ COMPONENTS: tuple[Component, ...] = (
         nosumdb=("istio.io/istio", "github.com/openshift/api"),
     ),
 )
-
-
-def component_for(binary: str) -> Component:
-    for component in COMPONENTS:
-        if binary in component.binaries:
-            return component
-    raise KeyError(binary)
 
 
 def module_source(component: Component, module: str) -> Path:

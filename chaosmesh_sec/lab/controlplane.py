@@ -109,7 +109,3 @@ def control_plane(
         _component("kube-controller-manager", bins, paths, 10257, kcm_extra),
         _component("kube-scheduler", bins, paths, 10259, ()),
     )
-
-
-def readyz_url(topo: Topology) -> str:
-    return f"{topo.apiserver_url}/readyz"

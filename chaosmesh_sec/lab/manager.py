@@ -14,7 +14,6 @@ import logging
 import shutil
 import socket
 import ssl
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -77,15 +76,6 @@ def _admin_ssl(lab_pki: pki.LabPKI) -> ssl.SSLContext:
     return ctx
 
 
-def kubectl(paths: LabPaths, bins: Binaries, *args: str, stdin: str | None = None) -> str:
-    """Run the lab's own kubectl as the lab admin (bootstrap only; the pack uses the API)."""
-    cmd = [str(bins["kubectl"]), f"--kubeconfig={paths.admin_kubeconfig}", *args]
-    done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise LabError(f"`kubectl {' '.join(args)}` failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 def _write_kubeconfigs(paths: LabPaths, lab_pki: pki.LabPKI, topo: Topology) -> None:
     server = topo.apiserver_url
     kubeconfig.write(
@@ -132,14 +122,7 @@ def up(paths: LabPaths | None = None, topo: Topology = DEFAULT, progress: Progre
         progress("creating the network: bridge and node namespaces")
         network.setup(topo)
         _start_control_plane(bins, paths, lab_pki, topo, progress)
-        nodes.start(
-            bins,
-            paths,
-            lab_pki,
-            topo,
-            progress,
-            lambda *a, stdin=None: kubectl(paths, bins, *a, stdin=stdin),
-        )
+        nodes.start(bins, paths, lab_pki, topo, progress)
     except BaseException:
         progress("lab up failed: tearing down what was started")
         down(paths, topo, lambda _msg: None, keep_logs=True)

@@ -10,14 +10,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
 from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab import procs
-from chaosmesh_sec.lab.build import Binaries
+from chaosmesh_sec.lab.build import Binaries, locate
 from chaosmesh_sec.lab.components import component, module_source
+from chaosmesh_sec.lab.kubectl import Kubectl
 from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.pki import LabPKI
 from chaosmesh_sec.lab.topology import Node, Topology
@@ -32,10 +33,6 @@ KWOK_POD_STAGES = ("pod-ready", "pod-delete")  # not pod-complete: the agent rep
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 Progress = Callable[[str], None]
-
-
-class Kubectl(Protocol):
-    def __call__(self, *args: str, stdin: str | None = None) -> str: ...
 
 
 def node_manifest(node: Node) -> dict[str, Any]:
@@ -177,11 +174,8 @@ def _ready_map(nodes_json: str) -> dict[str, str]:
 
 def ready_states(paths: LabPaths) -> dict[str, str]:
     """Node name -> Ready condition, read with the lab's kubectl (for ``lab status``)."""
-    from chaosmesh_sec.lab.build import locate
-    from chaosmesh_sec.lab.manager import kubectl
-
     try:
-        return _ready_map(kubectl(paths, locate(paths), "get", "nodes", "-o", "json"))
+        return _ready_map(Kubectl(paths, locate(paths))("get", "nodes", "-o", "json"))
     except LabError:
         return {}
 
@@ -201,9 +195,9 @@ def start(
     lab_pki: LabPKI,
     topo: Topology,
     progress: Progress,
-    kubectl: Kubectl,
 ) -> None:
     """Install CRDs, start kwok and an agent per node, register the nodes, deploy istiod."""
+    kubectl = Kubectl(paths, bins)
     progress("installing kwok's and Istio's CRDs and the node RBAC")
     kwok_src = module_source(component("kwok"), "sigs.k8s.io/kwok")
     istio_src = module_source(component("istiod"), "istio.io/istio")

@@ -152,7 +152,7 @@ class NodeAgent:
         if cp is not None:
             (cdir / "pid").write_text(str(cp.pid))
             state.processes[container.name] = cp
-        if not state.pumps or all(p.name != container.name for p in state.pumps):
+        if all(p.name != container.name for p in state.pumps):  # once, across restarts
             pump = CriLogPump(container.name, raw, raw.with_suffix(".cri.log"))
             pump.start()
             state.pumps.append(pump)
