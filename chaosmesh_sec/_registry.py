@@ -20,5 +20,7 @@ ACTIVITY_MODULES: Final[tuple[tuple[str, ActivityKind], ...]] = (
     ("chaosmesh_sec.probes.control_plane", "probe"),
     ("chaosmesh_sec.faults.istiod", "action"),
     ("chaosmesh_sec.faults.churn", "action"),
+    ("chaosmesh_sec.faults.cni", "action"),
     ("chaosmesh_sec.faults.apiserver_partition", "action"),
+    ("chaosmesh_sec.faults.leftovers", "action"),
 )

@@ -179,4 +179,21 @@ def api_errors(what: str) -> Iterator[None]:
             raise ClusterUnreachable(f"{what}: the API server rejected the credentials") from exc
         raise ChaosMeshSecError(f"{what}: API error {exc.status} {exc.reason}") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise ClusterUnreachable(f"{what}: cannot reach the API server ({exc})") from exc
+        raise ClusterUnreachable(
+            f"{what}: cannot reach the API server{_server_of(exc)} ({_cause_of(exc)})"
+        ) from exc
+
+
+def _server_of(exc: BaseException) -> str:
+    """" at https://host:port" when the failure names the server it tried."""
+    pool = getattr(exc, "pool", None)
+    host, port = getattr(pool, "host", None), getattr(pool, "port", None)
+    if not host:
+        return ""
+    return f" at {getattr(pool, 'scheme', 'https')}://{host}{f':{port}' if port else ''}"
+
+
+def _cause_of(exc: BaseException) -> str:
+    """The innermost reason (urllib3 wraps the socket error in two layers of retries)."""
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason is not None else str(exc)

@@ -1,8 +1,9 @@
 """``chaosmesh-sec rollback``: undo what faults left behind after a crash or a skipped rollback.
 
-Fault pods carry the label ``chaosmesh-sec.io/fault``; every leftover one is healed by
-exact spec and deleted. (Replica counts changed by churn faults are restored by their
-own ``restore_*`` rollbacks.)
+Reads the ledger in the cluster (:mod:`chaosmesh_sec.faults._ledger`): partition
+fault pods are healed by exact spec and deleted, scaled Deployments get their
+replica count back. Prints what it did as JSON; exit code 1 when something could
+not be undone.
 """
 
 import json
@@ -11,21 +12,20 @@ import sys
 import click
 
 from chaosmesh_sec.errors import ChaosMeshSecError
-from chaosmesh_sec.faults.apiserver_partition import heal_apiserver_partition
+from chaosmesh_sec.faults.leftovers import heal_leftovers
 
 __all__ = ["rollback"]
 
 
 @click.command()
 @click.option("--kubeconfig", default="", help="Kubeconfig to use (default: $KUBECONFIG).")
-@click.option("--node", default="", help="Only leftovers on this node.")
-def rollback(kubeconfig: str, node: str) -> None:
-    """Heal every leftover fault (partition rules by exact spec), delete its pods, report."""
+@click.option("--node", default="", help="Only partitions on this node.")
+@click.option("--namespace", default="", help="Only Deployments in this namespace.")
+def rollback(kubeconfig: str, node: str, namespace: str) -> None:
+    """Heal every leftover fault recorded in the cluster's ledger, report as JSON."""
     configuration = {"kubeconfig_path": kubeconfig} if kubeconfig else None
     try:
-        result = {
-            "apiserver_partition": heal_apiserver_partition(node=node, configuration=configuration)
-        }
+        result = heal_leftovers(node=node, namespace=namespace, configuration=configuration)
     except ChaosMeshSecError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -75,3 +75,31 @@ def eventually(check: Callable[[], T | None], timeout: float = 60, what: str = "
             last = exc
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: {last!r}")
+
+
+PAUSE = "registry.k8s.io/pause:3.10"
+
+
+def deploy_pause(
+    api: client.ApiClient, namespace: str, name: str, replicas: int, node: str = ""
+) -> None:
+    """A Deployment of pause pods labelled ``app: <name>``, optionally pinned to ``node``."""
+    labels = {"app": name}
+    client.AppsV1Api(api).create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1DeploymentSpec(
+                replicas=replicas,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(
+                        containers=[client.V1Container(name=name, image=PAUSE)],
+                        node_selector={"kubernetes.io/hostname": node} if node else None,
+                        termination_grace_period_seconds=1,
+                    ),
+                ),
+            ),
+        ),
+    )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
@@ -23,6 +24,7 @@ from chaosmesh_sec.errors import InvalidInput
 
 __all__ = [
     "boolean",
+    "delete_pod",
     "deployment_selector",
     "fraction",
     "pod_brief",
@@ -31,6 +33,7 @@ __all__ = [
     "pod_terminating",
     "positive_int",
     "read_deployment",
+    "read_named",
     "require_namespace",
     "require_node",
     "rollout_complete",
@@ -163,28 +166,52 @@ def require_namespace(core: Any, namespace: str, input_name: str = "namespace") 
                 raise
 
 
-def require_node(core: Any, node: str) -> None:
-    """Raise InvalidInput("node") when no such node exists."""
+def require_node(core: Any, node: str, input_name: str = "node") -> None:
+    """Raise InvalidInput(``input_name``) when no such node exists."""
     with api_errors(f"read node {node!r}"):
         try:
             core.read_node(node)
         except ApiException as exc:
             if _missing(exc):
-                raise InvalidInput("node", f"node {node!r} does not exist") from exc
+                raise InvalidInput(input_name, f"node {node!r} does not exist") from exc
+            raise
+
+
+def read_named(
+    read_call: Callable[..., Any], kind: str, name: str, namespace: str, input_name: str
+) -> Any:
+    """``read_call(name, namespace)``, or InvalidInput(``input_name``) when it does not exist."""
+    with api_errors(f"read {kind} {namespace}/{name}"):
+        try:
+            return read_call(name, namespace)
+        except ApiException as exc:
+            if _missing(exc):
+                raise InvalidInput(
+                    input_name, f"{kind} {name!r} not found in namespace {namespace!r}"
+                ) from exc
             raise
 
 
 def read_deployment(apps: Any, name: str, namespace: str, input_name: str) -> Any:
     """The Deployment, or InvalidInput(``input_name``) when it does not exist."""
-    with api_errors(f"read Deployment {namespace}/{name}"):
+    return read_named(apps.read_namespaced_deployment, "Deployment", name, namespace, input_name)
+
+
+# ---------------------------------------------------------------- changes
+
+
+def delete_pod(core: Any, pod: Any) -> bool:
+    """Delete this very pod (uid precondition); False when it is gone or replaced already."""
+    namespace, name = pod.metadata.namespace, pod.metadata.name
+    options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=pod.metadata.uid))
+    with api_errors(f"delete pod {namespace}/{name}"):
         try:
-            return apps.read_namespaced_deployment(name, namespace)
+            core.delete_namespaced_pod(name, namespace, body=options)
         except ApiException as exc:
-            if _missing(exc):
-                raise InvalidInput(
-                    input_name, f"Deployment {name!r} not found in namespace {namespace!r}"
-                ) from exc
+            if exc.status in (404, 409):  # gone already, or a new pod under the same name
+                return False
             raise
+    return True
 
 
 # ---------------------------------------------------------------- waiting by watch

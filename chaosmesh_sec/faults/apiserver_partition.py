@@ -29,6 +29,7 @@ from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_client, api_errors
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
 from chaosmesh_sec.faults import _workloads as wl
+from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
 from chaosmesh_sec.faults.partition_rules import (
     APPLIED_MARK,
     SCOPES,
@@ -42,9 +43,7 @@ __all__ = ["heal_apiserver_partition", "partition_node_from_apiserver"]
 
 logger = logging.getLogger("chaostoolkit")
 
-FAULT_LABEL = "chaosmesh-sec.io/fault"
 FAULT_KIND = "apiserver-partition"
-RUN_LABEL = "chaosmesh-sec.io/run-id"
 PLAN_ANNOTATION = "chaosmesh-sec.io/partition-plan"
 PACK = "chaosmesh-sec"
 MAX_DURATION = 3600

@@ -5,11 +5,15 @@ Anything that still maps that IP to the old identity (an IP -> identity cache th
 went stale, an allow-list by IP) then grants the newcomer the old pod's rights.
 :func:`hunt_recycled_ip` makes that happen on purpose and says which pod got which IP.
 
-Rollback: :func:`restore_replicas` with the `previous_replicas` (or
-`victim_previous_replicas`) an action returned. No ``from __future__ import
-annotations`` here: chaoslib's ``discover()`` reads these signatures at run time.
+Every replica change is written to the ledger (:mod:`chaosmesh_sec.faults._ledger`)
+on the Deployment itself before it is made. Rollback: :func:`restore_replicas`, which
+reads the count back from there (or takes it as input) and clears the entry;
+``chaosmesh-sec rollback`` does the same for every entry left after a crash. No
+``from __future__ import annotations`` here: chaoslib's ``discover()`` reads these
+signatures at run time.
 """
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -17,13 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
 from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, apps_v1, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
+from chaosmesh_sec.faults import _ledger
 from chaosmesh_sec.faults import _workloads as wl
 
 __all__ = ["hunt_recycled_ip", "restore_replicas", "rollout_restart", "scale_deployment"]
@@ -47,20 +49,24 @@ def scale_deployment(
     `name` and `replicas` (>= 0) are required (their defaults mean "not given").
     Waits (by watch, at most `timeout_seconds`) until exactly `replicas` pods are
     updated, Ready and available. Returns `{"name", "namespace", "previous_replicas",
-    "replicas", "ready", "ready_replicas", "seconds", "reason"}`; a timeout gives
-    `ready: false` and a `reason`. Rollback: `restore_replicas` with
-    `previous_replicas`.
+    "replicas", "ready", "ready_replicas", "seconds", "reason", "restore_to"}`; a
+    timeout gives `ready: false` and a `reason`. `restore_to` is the count in the
+    ledger: the one before the first change not restored yet. Rollback:
+    `restore_replicas` with the same `name` and `namespace`.
     """
     req = _ScaleRequest.checked(name, replicas, namespace, wait_ready, timeout_seconds)
-    apps, previous = req.current(configuration, secrets)
+    apps, deployment = req.current(configuration, secrets)
+    previous = _spec_replicas(deployment)
+    restore_to = _ledger.record_replicas(apps, deployment, previous, "scale_deployment")
     try:
         result = req.apply(apps)
     except Exception as exc:
-        undone = _undo_scale(apps, req.name, req.namespace, previous)
+        undone = _undo_scale(apps, req.name, req.namespace, restore_to)
         raise FaultNotApplied(
             f"scaling {req.namespace}/{req.name} failed ({exc}); {undone}"
         ) from exc
     result["previous_replicas"] = previous
+    result["restore_to"] = restore_to
     return result
 
 
@@ -73,17 +79,38 @@ def restore_replicas(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
-    """Rollback: set Deployment `name` back to `replicas` (a `previous_replicas` returned earlier).
+    """Rollback: set Deployment `name` back to its count before the fault, clear the ledger.
 
-    `name` and `replicas` are required. Verifies the Deployment's spec now asks for
-    `replicas` (else `RollbackFailed`); with `wait_ready`, waits for the pods as
+    `name` is required. Without `replicas` the count comes from the ledger entry a
+    fault wrote on the Deployment; with no entry there is nothing to restore and the
+    result says so (`restored: false`), so the rollback is safe to repeat. A given
+    `replicas` wins over the ledger. Verifies the Deployment's spec now asks for that
+    count (else `RollbackFailed`); with `wait_ready`, waits for the pods as
     :func:`scale_deployment` does and reports a timeout as `ready: false`. Returns the
-    same shape as :func:`scale_deployment`.
+    shape of :func:`scale_deployment` plus `restored`.
     """
-    req = _ScaleRequest.checked(name, replicas, namespace, wait_ready, timeout_seconds)
-    apps, previous = req.current(configuration, secrets)
-    result = req.apply(apps)
+    given = replicas != -1 or isinstance(replicas, bool)
+    req = _ScaleRequest.checked(
+        name, replicas if given else 0, namespace, wait_ready, timeout_seconds
+    )
+    apps, deployment = req.current(configuration, secrets)
+    previous = _spec_replicas(deployment)
+    recorded = (deployment.metadata.annotations or {}).get(_ledger.REPLICAS_BEFORE)
+    if not given:
+        if recorded is None or not recorded.isdigit():
+            logger.info("%s/%s: no ledger entry, nothing to restore", req.namespace, req.name)
+            return {
+                "name": req.name,
+                "namespace": req.namespace,
+                "previous_replicas": previous,
+                "replicas": previous,
+                "restored": False,
+                "reason": "no ledger entry: nothing to restore",
+            }
+        req = dataclasses.replace(req, replicas=int(recorded))
+    result = req.apply(apps, clear_ledger=recorded is not None)
     result["previous_replicas"] = previous
+    result["restored"] = True
     return result
 
 
@@ -217,7 +244,9 @@ def hunt_recycled_ip(
     hunter_pods = _live_pods(core, namespace, hunter_sel)
     if {p["uid"] for p in victim_pods} & {p["uid"] for p in hunter_pods}:
         raise InvalidInput("hunter", f"its selector {hunter_sel!r} also matches the victim's pods")
-    previous = _spec_replicas(victim_dep)
+    previous = _ledger.record_replicas(
+        apps, victim_dep, _spec_replicas(victim_dep), "hunt_recycled_ip"
+    )
 
     result: JSONObject = {
         "found": False,
@@ -364,13 +393,7 @@ def _delete_pods(core: Any, namespace: str, selector: str) -> set[str]:
     """Delete the live pods matching ``selector`` (uid preconditions); return their uids."""
     deleted: set[str] = set()
     for pod in _live_pod_objects(core, namespace, selector):
-        options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=pod.metadata.uid))
-        with api_errors(f"delete pod {namespace}/{pod.metadata.name}"):
-            try:
-                core.delete_namespaced_pod(pod.metadata.name, namespace, body=options)
-            except ApiException as exc:
-                if exc.status not in (404, 409):
-                    raise
+        wl.delete_pod(core, pod)
         logger.debug(
             "deleted hunter pod %s/%s (%s)", namespace, pod.metadata.name, pod.status.pod_ip
         )
@@ -403,16 +426,22 @@ class _ScaleRequest:
             wl.positive_int("timeout_seconds", timeout_seconds),
         )
 
-    def current(self, configuration: Any, secrets: Any) -> tuple[Any, int]:
-        """The apps client and the Deployment's replica count now (InvalidInput if missing)."""
+    def current(self, configuration: Any, secrets: Any) -> tuple[Any, Any]:
+        """The apps client and the Deployment now (InvalidInput if it is missing)."""
         core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
         wl.require_namespace(core, self.namespace)
-        deployment = wl.read_deployment(apps, self.name, self.namespace, "name")
-        return apps, _spec_replicas(deployment)
+        return apps, wl.read_deployment(apps, self.name, self.namespace, "name")
 
-    def apply(self, apps: Any) -> JSONObject:
+    def apply(self, apps: Any, clear_ledger: bool = False) -> JSONObject:
+        """Set the replicas (then, with ``clear_ledger``, clear the entry) and wait."""
         return _scale_and_wait(
-            apps, self.name, self.namespace, self.replicas, self.wait_ready, self.timeout_seconds
+            apps,
+            self.name,
+            self.namespace,
+            self.replicas,
+            self.wait_ready,
+            self.timeout_seconds,
+            clear_ledger,
         )
 
 
@@ -447,17 +476,27 @@ def _patch_replicas(apps: Any, name: str, namespace: str, replicas: int) -> int:
 
 
 def _undo_scale(apps: Any, name: str, namespace: str, replicas: int) -> str:
-    """Best effort: put a Deployment back to ``replicas``; say whether it worked."""
+    """Best effort: restore a Deployment's ``replicas`` and clear its ledger entry."""
     try:
         _patch_replicas(apps, name, namespace, replicas)
+        _ledger.clear_replicas(apps, name, namespace)
     except Exception as exc:  # noqa: BLE001 - report, the original error is raised
         logger.error("could not restore %s/%s to %d replicas: %s", namespace, name, replicas, exc)
-        return f"Deployment {name!r} is left scaled down: restore it to {replicas} replicas"
+        return (
+            f"Deployment {name!r} is left scaled: restore it to {replicas} replicas "
+            "(`chaosmesh-sec rollback` reads the count from its ledger entry)"
+        )
     return f"Deployment {name!r} was restored to {replicas} replicas"
 
 
 def _scale_and_wait(
-    apps: Any, name: str, namespace: str, replicas: int, wait_ready: bool, timeout_seconds: int
+    apps: Any,
+    name: str,
+    namespace: str,
+    replicas: int,
+    wait_ready: bool,
+    timeout_seconds: int,
+    clear_ledger: bool = False,
 ) -> JSONObject:
     started = time.monotonic()
     asked = _patch_replicas(apps, name, namespace, replicas)
@@ -466,6 +505,8 @@ def _scale_and_wait(
             f"Deployment {namespace}/{name} asks for {asked} replicas after setting {replicas}: "
             "something else (an autoscaler?) manages its scale"
         )
+    if clear_ledger:  # the spec is restored: the entry is done (before the wait, which
+        _ledger.clear_replicas(apps, name, namespace)  # sees the generation it bumps)
     result: JSONObject = {
         "name": name,
         "namespace": namespace,

@@ -10,9 +10,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
 from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
@@ -212,16 +209,9 @@ def _delete(core: Any, namespace: str, victims: Sequence[Any]) -> list[dict[str,
     """Delete each pod (only the very pod listed: uid precondition); say what was deleted."""
     killed: list[dict[str, Any]] = []
     for pod in victims:
-        entry = {**wl.pod_brief(pod), "ready": wl.pod_ready(pod), "deleted": True}
-        options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=pod.metadata.uid))
+        entry = {**wl.pod_brief(pod), "ready": wl.pod_ready(pod)}
         try:
-            with api_errors(f"delete pod {namespace}/{pod.metadata.name}"):
-                try:
-                    core.delete_namespaced_pod(pod.metadata.name, namespace, body=options)
-                except ApiException as exc:
-                    if exc.status not in (404, 409):  # gone already, or replaced by now
-                        raise
-                    entry["deleted"] = False
+            entry["deleted"] = wl.delete_pod(core, pod)
         except Exception as exc:
             done = [k["name"] for k in killed if k["deleted"]]
             raise FaultNotApplied(

@@ -29,7 +29,7 @@ logger = logging.getLogger("chaostoolkit")
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 KWOK_CRDS = ("execs", "portforwards", "logs")
-KWOK_POD_STAGES = ("pod-ready", "pod-delete")  # not pod-complete: the agent reports exits
+KWOK_POD_STAGES = ("pod-delete",)  # pod-ready is ours; no pod-complete: the agent reports exits
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 Progress = Callable[[str], None]
@@ -89,9 +89,56 @@ def _exec_shims(paths: LabPaths) -> Path:
     return shims
 
 
+# Our pod-ready Stage (kwok's own marks every pod Ready at once). It gives a pod its
+# IP and Running phase as kwok's does, but a pod with a readiness probe starts not
+# Ready: the node agent sets Ready when the probe passes, as a kubelet would.
+POD_READY_STATUS = """\
+{{ $now := Now }}
+{{ $ready := "True" }}
+{{ range .spec.containers }}{{ if .readinessProbe }}{{ $ready = "False" }}{{ end }}{{ end }}
+phase: Running
+startTime: {{ $now | Quote }}
+hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) \
+( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+conditions:
+- {type: Initialized, status: "True", lastTransitionTime: {{ $now | Quote }}}
+- {type: Ready, status: {{ $ready | Quote }}, lastTransitionTime: {{ $now | Quote }}}
+- {type: ContainersReady, status: {{ $ready | Quote }}, lastTransitionTime: {{ $now | Quote }}}
+containerStatuses:
+{{ range .spec.containers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  ready: {{ if .readinessProbe }}false{{ else }}true{{ end }}
+  restartCount: 0
+  state: {running: {startedAt: {{ $now | Quote }}}}
+{{ end }}
+"""
+
+
+def pod_ready_stage() -> dict[str, Any]:
+    """The lab's pod-ready Stage for kwok (pure)."""
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "pod-ready"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.podIP", "operator": "DoesNotExist"},
+                ]
+            },
+            "next": {"statusTemplate": POD_READY_STATUS},
+        },
+    }
+
+
 def _kwok_config(paths: LabPaths, node: Node) -> Path:
     stages_dir = module_source(component("kwok"), "sigs.k8s.io/kwok") / "kustomize/stage/pod/fast"
-    docs = [(stages_dir / f"{name}.yaml").read_text() for name in KWOK_POD_STAGES]
+    docs = [yaml.safe_dump(pod_ready_stage())]
+    docs += [(stages_dir / f"{name}.yaml").read_text() for name in KWOK_POD_STAGES]
     path = paths.state / "kwok" / node.name / "kwok.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n---\n".join(docs))
@@ -136,6 +183,7 @@ def _start_node(
         f"--kubeconfig={kubeconfig}",
         f"--pods-dir={paths.pods}",
         f"--bin-dir={bins['pilot-discovery'].parent}",
+        f"--node-root={paths.node_root(node.name)}",
     )
     procs.start(
         f"agent-{node.name}",
@@ -189,6 +237,12 @@ def _istiod_ready(kubectl: Kubectl) -> bool:
     return True
 
 
+def _daemonset_ready(kubectl: Kubectl, namespace: str, name: str, nodes: int) -> bool:
+    ds = json.loads(kubectl("-n", namespace, "get", "daemonset", name, "-o", "json"))
+    status = ds.get("status", {})
+    return bool(status.get("numberReady", 0) == status.get("desiredNumberScheduled", -1) == nodes)
+
+
 def start(
     bins: Binaries,
     paths: LabPaths,
@@ -196,7 +250,8 @@ def start(
     topo: Topology,
     progress: Progress,
 ) -> None:
-    """Install CRDs, start kwok and an agent per node, register the nodes, deploy istiod."""
+    """Install CRDs, start kwok and an agent per node, register the nodes, deploy istiod
+    and istio-cni."""
     kubectl = Kubectl(paths, bins)
     progress("installing kwok's and Istio's CRDs and the node RBAC")
     kwok_src = module_source(component("kwok"), "sigs.k8s.io/kwok")
@@ -230,4 +285,12 @@ def start(
         180,
         paths.logs,
     )
-    progress("istiod Ready; istio-ca-root-cert published")
+    progress("istiod Ready; istio-ca-root-cert published; deploying istio-cni-node")
+    kubectl("apply", "-f", str(MANIFESTS / "istio-cni.yaml"))
+    _wait(
+        "the istio-cni-node DaemonSet to be Ready on every node",
+        lambda: _daemonset_ready(kubectl, "istio-system", "istio-cni-node", len(topo.nodes)),
+        90,
+        paths.logs,
+    )
+    progress("istio-cni-node Ready on every node")

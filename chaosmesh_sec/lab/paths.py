@@ -61,6 +61,10 @@ class LabPaths:
         """Per-pod directories kept by the node agents (logs, tokens, mounts)."""
         return self.state / "pods"
 
+    def node_root(self, node: str) -> Path:
+        """A node's own filesystem: where its pods' hostPath volumes live."""
+        return self.state / "nodes" / node / "root"
+
     @property
     def admin_kubeconfig(self) -> Path:
         return self.state / "kubeconfig"

@@ -18,34 +18,10 @@ from kubernetes import client
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.faults import churn
 from chaosmesh_sec.lab.topology import DEFAULT
+from tests.lab_fixtures import deploy_pause as _deploy
 from tests.lab_fixtures import eventually
 
-PAUSE = "registry.k8s.io/pause:3.10"
 NODE = "lab-node-1"
-
-
-def _deploy(
-    api: client.ApiClient, namespace: str, name: str, replicas: int, node: str = ""
-) -> None:
-    labels = {"app": name}
-    client.AppsV1Api(api).create_namespaced_deployment(
-        namespace,
-        client.V1Deployment(
-            metadata=client.V1ObjectMeta(name=name),
-            spec=client.V1DeploymentSpec(
-                replicas=replicas,
-                selector=client.V1LabelSelector(match_labels=labels),
-                template=client.V1PodTemplateSpec(
-                    metadata=client.V1ObjectMeta(labels=labels),
-                    spec=client.V1PodSpec(
-                        containers=[client.V1Container(name=name, image=PAUSE)],
-                        node_selector={"kubernetes.io/hostname": node} if node else None,
-                        termination_grace_period_seconds=1,
-                    ),
-                ),
-            ),
-        ),
-    )
 
 
 def _live(core: client.CoreV1Api, namespace: str, name: str) -> list[client.V1Pod]:

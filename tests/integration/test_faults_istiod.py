@@ -41,7 +41,7 @@ def _serves_ready(node: str, pod_ip: str) -> bool:
 
 
 def _three_ready(core: client.CoreV1Api) -> list[client.V1Pod] | None:
-    """3 Ready pods that really serve /ready (the lab's kwok reports Ready a moment early)."""
+    """3 Ready pods that really serve /ready."""
     pods = _pods(core)
     ok = len(pods) == 3 and all(_ready(p) for p in pods)
     ok = ok and all(_serves_ready(p.spec.node_name, p.status.pod_ip) for p in pods)
@@ -106,12 +106,6 @@ def test_killing_one_replica_stops_its_process_and_the_replacement_becomes_ready
     assert len(before & _uids(_pods(core))) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lab defect: kwok marks a new pod Ready at once and the node agent sets it "
-    "not-Ready only ~0.1 s later (lab/agent/node_agent.py _setup), so the watch sees a "
-    "Ready replacement before its pilot-discovery serves /ready; a kubelet never does that",
-)
 def test_when_recovery_is_reported_the_replacement_really_runs(
     core: client.CoreV1Api, three_ready: list[client.V1Pod]
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults import churn, istiod
+from chaosmesh_sec.faults import churn, cni, istiod, leftovers
 
 
 @pytest.mark.parametrize(
@@ -78,8 +78,15 @@ SCALE_CASES: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "bad_input"), SCALE_CASES)
-@pytest.mark.parametrize("action", [churn.scale_deployment, churn.restore_replicas])
+@pytest.mark.parametrize(
+    ("action", "kwargs", "bad_input"),
+    [(churn.scale_deployment, kwargs, bad) for kwargs, bad in SCALE_CASES]
+    + [  # restore_replicas without replicas reads them from the ledger
+        (churn.restore_replicas, kwargs, bad)
+        for kwargs, bad in SCALE_CASES
+        if kwargs != {"name": "web"}
+    ],
+)
 def test_scale_and_restore_reject_bad_input(
     no_cluster: None, action: Any, kwargs: dict[str, Any], bad_input: str
 ) -> None:
@@ -138,6 +145,7 @@ def test_hunt_recycled_ip_rejects_bad_input(
     [
         (churn.scale_deployment, {"name": "web", "replicas": 0}),
         (churn.restore_replicas, {"name": "web", "replicas": 3, "wait_ready": False}),
+        (churn.restore_replicas, {"name": "web"}),
         (churn.rollout_restart, {"name": "web", "cycles": 3}),
         (churn.hunt_recycled_ip, {"victim": "a", "hunter": "b", "max_rounds": 1}),
     ],
@@ -147,3 +155,32 @@ def test_churn_valid_input_reaches_the_api(
 ) -> None:
     with pytest.raises(pytest.fail.Exception, match="Kubernetes API was reached"):
         action(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "bad_input"),
+    [
+        ({"daemonset": ""}, "daemonset"),
+        ({"daemonset": "Cilium"}, "daemonset"),
+        ({"namespace": "kube_system"}, "namespace"),
+        ({"nodes": "a,,a"}, "nodes"),
+        ({"nodes": "Node-1"}, "nodes"),
+        ({"nodes": ["lab-node-1"]}, "nodes"),
+        ({"method": "kill"}, "method"),
+        ({"method": "rollout", "nodes": "lab-node-1"}, "nodes"),
+        ({"wait_ready": "true"}, "wait_ready"),
+        ({"timeout_seconds": 0}, "timeout_seconds"),
+    ],
+)
+def test_restart_cni_pods_rejects_bad_input(
+    no_cluster: None, kwargs: dict[str, Any], bad_input: str
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        cni.restart_cni_pods(**kwargs)
+    assert info.value.name == bad_input
+
+
+def test_heal_leftovers_rejects_bad_input(no_cluster: None) -> None:
+    with pytest.raises(InvalidInput) as info:
+        leftovers.heal_leftovers(namespace="Bad")
+    assert info.value.name == "namespace"

@@ -18,12 +18,17 @@ def main() -> None:
     parser.add_argument("--kubeconfig", required=True, type=Path, help="the node's kubeconfig")
     parser.add_argument("--pods-dir", required=True, type=Path, help="where pod directories go")
     parser.add_argument("--bin-dir", required=True, type=Path, help="where lab binaries are")
+    parser.add_argument(
+        "--node-root", required=True, type=Path, help="the node's filesystem (hostPath volumes)"
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
     api = config.new_client_from_config(config_file=str(args.kubeconfig))
-    NodeAgent(DEFAULT.node(args.node), DEFAULT, api, args.pods_dir, args.bin_dir).run_forever()
+    NodeAgent(
+        DEFAULT.node(args.node), DEFAULT, api, args.pods_dir, args.bin_dir, args.node_root
+    ).run_forever()
 
 
 if __name__ == "__main__":

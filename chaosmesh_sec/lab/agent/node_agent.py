@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -25,6 +26,7 @@ __all__ = ["NodeAgent"]
 
 logger = logging.getLogger("chaostoolkit")
 
+PRIMARY_CONFLIST = "10-cmslab.conflist"
 RESTART_BACKOFF = 2.0
 PROBE_PERIOD = 2.0
 
@@ -44,7 +46,13 @@ class PodState:
 
 class NodeAgent:
     def __init__(
-        self, node: Node, topo: Topology, api: client.ApiClient, pods_root: Path, bin_dir: Path
+        self,
+        node: Node,
+        topo: Topology,
+        api: client.ApiClient,
+        pods_root: Path,
+        bin_dir: Path,
+        node_root: Path,
     ) -> None:
         self.node = node
         self.topo = topo
@@ -52,6 +60,7 @@ class NodeAgent:
         self.custom = client.CustomObjectsApi(api)
         self.pods_root = pods_root
         self.bin_dir = bin_dir
+        self.node_root = node_root
         self.pods: dict[str, PodState] = {}
         self.lock = threading.RLock()
         self.base_env = {
@@ -66,6 +75,7 @@ class NodeAgent:
 
     # -- the loop ---------------------------------------------------------------
     def run_forever(self) -> None:
+        self._write_primary_cni_config()
         threading.Thread(target=self._probe_loop, name="readiness", daemon=True).start()
         selector = f"spec.nodeName={self.node.name}"
         while True:
@@ -91,6 +101,28 @@ class NodeAgent:
             except Exception as exc:  # noqa: BLE001 - the API may be unreachable (a partition)
                 logger.warning("lab agent %s: watch interrupted: %s", self.node.name, exc)
                 time.sleep(2)
+
+    def _write_primary_cni_config(self) -> None:
+        """The node's own CNI conflist (what a cluster's primary CNI installs), once.
+
+        The istio-cni stand-in chains its plugin into it; the agent sets pods up itself.
+        """
+        net_dir = self.node_root / "etc/cni/net.d"
+        net_dir.mkdir(parents=True, exist_ok=True)
+        conflist = net_dir / PRIMARY_CONFLIST
+        if conflist.exists():
+            return
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": "cmslab",
+            "plugins": [
+                {
+                    "type": "ptp",
+                    "ipam": {"type": "host-local", "subnet": self.node.pod_cidr},
+                }
+            ],
+        }
+        conflist.write_text(json.dumps(conf, indent=2) + "\n")
 
     def _reconcile(self, pod: Any) -> None:
         uid = pod.metadata.uid
@@ -120,10 +152,8 @@ class NodeAgent:
         state = PodState(meta.uid, meta.namespace, meta.name, pod_dir, netns)
         with self.lock:
             self.pods[meta.uid] = state
-        if any(c.readiness_probe is not None for c in pod.spec.containers):
-            # kwok marks pods Ready at once; a probed pod is Ready only once its probe passes.
-            self._set_ready(state, False)
-        vols = volumes.materialise(self.core, pod, pod_dir)
+        # A probed pod starts not Ready (the lab's kwok stage); _probe_loop sets it Ready.
+        vols = volumes.materialise(self.core, pod, pod_dir, self.node_root)
         for container in pod.spec.containers:
             self._start(state, pod, container, vols)
         kwokres.ensure(self.custom, pod, pod_dir)

@@ -1,21 +1,37 @@
-"""What the lab runs for a container: its command on this machine, or a local build.
+"""What the lab runs for a container: its command on this machine, a local build, or a stand-in.
 
 Images whose entrypoint the lab builds from source (istiod's ``pilot``) map to the
-local binary; any container with an explicit ``command`` runs that command with the
-host's tools. Containers with neither are simulated only (kwok keeps their status).
+local binary; images the lab cannot run (istio-cni's ``install-cni``) map to a
+stand-in of ours in :mod:`chaosmesh_sec.lab.standins`, run with this Python. Any
+container with an explicit ``command`` runs that command with the host's tools.
+Containers with none of these are simulated only (kwok keeps their status).
 """
 
 from __future__ import annotations
 
 import shlex
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["IMAGE_ENTRYPOINTS", "argv_for", "mount_script"]
 
-IMAGE_ENTRYPOINTS: dict[str, str] = {
-    # image repository basename -> lab binary that stands for its entrypoint
-    "pilot": "pilot-discovery",
+Entrypoint = Callable[[Path], list[str]]
+
+
+def _lab_binary(name: str) -> Entrypoint:
+    return lambda bin_dir: [str(bin_dir / name)]
+
+
+def _standin(module: str) -> Entrypoint:
+    return lambda _bin_dir: [sys.executable, "-m", module]
+
+
+IMAGE_ENTRYPOINTS: dict[str, Entrypoint] = {
+    # image repository basename -> the argv that stands for its entrypoint
+    "pilot": _lab_binary("pilot-discovery"),
+    "install-cni": _standin("chaosmesh_sec.lab.standins.cni_node"),
 }
 
 
@@ -33,7 +49,7 @@ def argv_for(container: Any, bin_dir: Path) -> list[str]:
         return command + args
     entry = IMAGE_ENTRYPOINTS.get(_repository_basename(container.image or ""))
     if entry:
-        return [str(bin_dir / entry), *args]
+        return [*entry(bin_dir), *args]
     return []
 
 

@@ -121,8 +121,14 @@ def field_value(pod: Any, path: str) -> str:
     return _field(pod, path)
 
 
-def materialise(core: client.CoreV1Api, pod: Any, pod_dir: Path) -> dict[str, Path]:
-    """Write every volume of ``pod`` under ``pod_dir/volumes``; return name -> directory."""
+def materialise(
+    core: client.CoreV1Api, pod: Any, pod_dir: Path, node_root: Path
+) -> dict[str, Path]:
+    """Write every volume of ``pod`` under ``pod_dir/volumes``; return name -> directory.
+
+    A hostPath is a directory under ``node_root``, the node's own filesystem (lab nodes
+    share the machine's, and a pod must not write to it).
+    """
     m = _Materialiser(core, pod)
     out: dict[str, Path] = {}
     for vol in pod.spec.volumes or []:
@@ -138,7 +144,9 @@ def materialise(core: client.CoreV1Api, pod: Any, pod_dir: Path) -> dict[str, Pa
             data = m.secret(vol.secret.secret_name, bool(vol.secret.optional)) or {}
             files = {p: (v, True) for p, v in _items(data, vol.secret.items).items()}
         elif vol.host_path is not None:
-            out[vol.name] = Path(vol.host_path.path)
+            host = node_root / vol.host_path.path.lstrip("/")
+            host.mkdir(parents=True, exist_ok=True)
+            out[vol.name] = host
             continue
         elif vol.empty_dir is None:
             logger.warning("lab: volume %s of %s: unsupported type", vol.name, pod.metadata.name)

@@ -1,0 +1,1 @@
+"""Chaos Toolkit controls of the pack (declared in an experiment's ``controls``)."""
