@@ -185,7 +185,7 @@ def api_errors(what: str) -> Iterator[None]:
 
 
 def _server_of(exc: BaseException) -> str:
-    """" at https://host:port" when the failure names the server it tried."""
+    """ " at https://host:port" when the failure names the server it tried."""
     pool = getattr(exc, "pool", None)
     host, port = getattr(pool, "host", None), getattr(pool, "port", None)
     if not host:

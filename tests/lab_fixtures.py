@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client, config
 
-from chaosmesh_sec.lab import manager
+from chaosmesh_sec.lab import inspect, manager
 from chaosmesh_sec.lab.paths import LabPaths
+from chaosmesh_sec.lab.topology import DEFAULT
 
 T = TypeVar("T")
 
@@ -103,3 +104,41 @@ def deploy_pause(
             ),
         ),
     )
+
+
+# ---------------------------------------------------------------- istiod, as the lab runs it
+
+ISTIOD_NAMESPACE = "istio-system"
+
+
+def istiod_pods(core: client.CoreV1Api) -> list[client.V1Pod]:
+    """The live (not terminating) istiod pods."""
+    pods = core.list_namespaced_pod(ISTIOD_NAMESPACE, label_selector="app=istiod").items
+    return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+def istiod_serves_ready(node: str, pod_ip: str) -> bool:
+    """pilot-discovery answers /ready on the pod IP, reached from the pod's node."""
+    url = f"http://{pod_ip}:8080/ready"
+    return inspect.http_status_from(DEFAULT.node(node).netns, url) == "200"
+
+
+def _three_ready(core: client.CoreV1Api) -> list[client.V1Pod] | None:
+    """3 Ready istiod pods that really serve /ready."""
+    pods = istiod_pods(core)
+    ok = len(pods) == 3 and all(
+        p.status.phase == "Running"
+        and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        for p in pods
+    )
+    ok = ok and all(istiod_serves_ready(p.spec.node_name, p.status.pod_ip) for p in pods)
+    return pods if ok else None
+
+
+@pytest.fixture
+def three_ready(core: client.CoreV1Api) -> Iterator[list[client.V1Pod]]:
+    """The 3 Ready istiod pods before the test; waits for 3 Ready again after it, so a
+    test that disturbs istiod leaves the shared lab as it found it."""
+    pods = eventually(lambda: _three_ready(core), 120, "3 Ready istiod pods before the test")
+    yield pods
+    eventually(lambda: _three_ready(core), 120, "3 Ready istiod pods after the test")

@@ -196,8 +196,9 @@ def partition_node_from_apiserver(
 
     The node is given by name, or as the node of the first Running pod matching
     ``target_pods_selector`` in ``target_pods_namespace``. ``scope`` is ``host`` (the
-    node's own traffic: kubelet, hostNetwork agents) or ``pods`` (pod traffic crossing
-    the node's FORWARD chain). ``extra_hosts``: comma-separated ``IP`` or ``IP:port``.
+    node's own traffic: kubelet, hostNetwork agents), ``pods`` (pod traffic crossing
+    the node's FORWARD chain) or ``node`` (both). ``extra_hosts``: comma-separated
+    ``IP`` or ``IP:port``.
     The rules remove themselves after ``duration_seconds`` even if this runner dies.
     Returns the run id, node, fault pod, the exact rules and when they took effect.
     """

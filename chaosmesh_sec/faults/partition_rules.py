@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 __all__ = ["SCOPES", "Endpoint", "PartitionPlan", "plan"]
 
-SCOPES = ("host", "pods")
+SCOPES = ("host", "pods", "node")
 """``host``: the node's own traffic (kubelet, hostNetwork agents) - mangle OUTPUT/INPUT.
-``pods``: traffic of pods behind the node - mangle FORWARD, both directions."""
+``pods``: traffic of pods behind the node - mangle FORWARD, both directions.
+``node``: both: everything on the node loses the API server, as in the seeds."""
 
 APPLIED_MARK = "chaosmesh-sec: partition applied"
 HEALED_MARK = "chaosmesh-sec: partition removed"
@@ -52,9 +53,9 @@ class PartitionPlan:
 
     def _hooks(self) -> tuple[tuple[str, str], ...]:
         """(built-in chain, our chain) pairs: where our chains are jumped to from."""
-        if self.scope == "host":
-            return (("OUTPUT", self.chain_out), ("INPUT", self.chain_in))
-        return (("FORWARD", self.chain_out), ("FORWARD", self.chain_in))
+        host = (("OUTPUT", self.chain_out), ("INPUT", self.chain_in))
+        pods = (("FORWARD", self.chain_out), ("FORWARD", self.chain_in))
+        return {"host": host, "pods": pods, "node": host + pods}[self.scope]
 
     def _drops(self) -> list[list[str]]:
         rules: list[list[str]] = []

@@ -8,6 +8,7 @@ keys and tokens by :func:`tests.chaos_runs.chaos_run`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 
@@ -28,7 +29,7 @@ def _available(api: client.ApiClient, namespace: str, name: str, replicas: int) 
     return bool(dep.spec.replicas == replicas and (dep.status.ready_replicas or 0) == replicas)
 
 
-def test_istiod_kill_experiment(lab: Path, tmp_path: Path) -> None:
+def test_istiod_kill_experiment(lab: Path, tmp_path: Path, three_ready: list[Any]) -> None:
     run = chaos_run(
         EXPERIMENTS / "istiod-kill.json",
         lab,

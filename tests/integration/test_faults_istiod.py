@@ -6,7 +6,6 @@ the shared lab is left as it was found.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,44 +15,10 @@ from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.faults import istiod
 from chaosmesh_sec.lab import inspect
 from chaosmesh_sec.lab.topology import DEFAULT
-from tests.lab_fixtures import eventually
+from tests.lab_fixtures import eventually, istiod_pods, istiod_serves_ready
 
 NS = "istio-system"
 LAB_NODES = {n.name for n in DEFAULT.nodes}
-
-
-def _pods(core: client.CoreV1Api) -> list[client.V1Pod]:
-    pods = core.list_namespaced_pod(NS, label_selector="app=istiod").items
-    return [p for p in pods if p.metadata.deletion_timestamp is None]
-
-
-def _ready(pod: client.V1Pod) -> bool:
-    return pod.status.phase == "Running" and any(
-        c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
-    )
-
-
-def _serves_ready(node: str, pod_ip: str) -> bool:
-    """pilot-discovery answers /ready on the pod IP, reached from the pod's node."""
-    return (
-        inspect.http_status_from(DEFAULT.node(node).netns, f"http://{pod_ip}:8080/ready") == "200"
-    )
-
-
-def _three_ready(core: client.CoreV1Api) -> list[client.V1Pod] | None:
-    """3 Ready pods that really serve /ready."""
-    pods = _pods(core)
-    ok = len(pods) == 3 and all(_ready(p) for p in pods)
-    ok = ok and all(_serves_ready(p.spec.node_name, p.status.pod_ip) for p in pods)
-    return pods if ok else None
-
-
-@pytest.fixture
-def three_ready(core: client.CoreV1Api) -> Iterator[list[client.V1Pod]]:
-    """The 3 Ready istiod pods before the test; waits for 3 Ready again after it."""
-    pods = eventually(lambda: _three_ready(core), 120, "3 Ready istiod pods before the test")
-    yield pods
-    eventually(lambda: _three_ready(core), 120, "3 Ready istiod pods after the test")
 
 
 def _uids(pods: list[client.V1Pod]) -> set[str]:
@@ -100,10 +65,12 @@ def test_killing_one_replica_stops_its_process_and_the_replacement_becomes_ready
     )
     assert procs[0].argv0.endswith("pilot-discovery")
     eventually(
-        lambda: _serves_ready(new["node"], new["pod_ip"]), 60, "the replacement to serve /ready"
+        lambda: istiod_serves_ready(new["node"], new["pod_ip"]),
+        60,
+        "the replacement to serve /ready",
     )
     # Two untouched replicas are still the same pods.
-    assert len(before & _uids(_pods(core))) == 2
+    assert len(before & _uids(istiod_pods(core))) == 2
 
 
 def test_when_recovery_is_reported_the_replacement_really_runs(
@@ -112,7 +79,9 @@ def test_when_recovery_is_reported_the_replacement_really_runs(
     result = istiod.kill_istiod_replicas(count=1, timeout_seconds=90)
     assert result["recovered"] is True, result
     for new in result["replacements"]:
-        assert _serves_ready(new["node"], new["pod_ip"]), f"{new['name']} does not serve /ready"
+        assert istiod_serves_ready(new["node"], new["pod_ip"]), (
+            f"{new['name']} does not serve /ready"
+        )
 
 
 def test_fraction_on_a_node_kills_only_the_pods_on_that_node(
@@ -131,12 +100,12 @@ def test_fraction_on_a_node_kills_only_the_pods_on_that_node(
     assert {k["node"] for k in result["killed"]} == {node}
     assert result["recovered"] is True and result["ready_after"] >= 3
     survivors = _uids(three_ready) - _uids(on_node)
-    assert survivors <= _uids(_pods(core))
+    assert survivors <= _uids(istiod_pods(core))
 
 
 def _unchanged(core: client.CoreV1Api, before: list[client.V1Pod]) -> None:
     """The same pods are there and none is being deleted."""
-    assert _uids(_pods(core)) == _uids(before)
+    assert _uids(istiod_pods(core)) == _uids(before)
     assert all(
         p.metadata.deletion_timestamp is None
         for p in core.list_namespaced_pod(NS, label_selector="app=istiod").items

@@ -40,7 +40,6 @@ class PodState:
     netns: str
     processes: dict[str, ContainerProcess] = field(default_factory=dict)
     pumps: list[CriLogPump] = field(default_factory=list)
-    ready: bool | None = None
     gone: bool = False
 
 
@@ -291,12 +290,27 @@ class NodeAgent:
         if not probes or pod.status.phase != "Running":
             return
         ready = all(_http_ok(pod.status.pod_ip, p.port, p.path or "/") for p in probes)
-        if ready != state.ready:
-            self._set_ready(state, ready)
+        # Compare with the pod as the API has it, not with what this agent last wrote:
+        # the node lifecycle controller sets Ready=False on the pods of a NotReady node,
+        # and a kubelet sets it back once it reports again.
+        if ready != _condition_true(pod, "Ready"):
+            self._set_ready(state, pod, ready)
 
-    def _set_ready(self, state: PodState, ready: bool) -> None:
+    def _set_ready(self, state: PodState, pod: Any, ready: bool) -> None:
         status = "True" if ready else "False"
-        body = {
+        containers = [
+            {
+                "name": c.name,
+                "image": c.image,
+                "imageID": c.image_id or "",
+                "ready": ready,
+                "restartCount": c.restart_count or 0,
+                "started": True,
+                "state": self.core.api_client.sanitize_for_serialization(c.state),
+            }
+            for c in pod.status.container_statuses or []
+        ]
+        body: dict[str, Any] = {
             "status": {
                 "conditions": [
                     {"type": "Ready", "status": status},
@@ -304,8 +318,13 @@ class NodeAgent:
                 ]
             }
         }
+        if containers:
+            body["status"]["containerStatuses"] = containers
         self.core.patch_namespaced_pod_status(state.name, state.namespace, body)
-        state.ready = ready
+
+
+def _condition_true(pod: Any, kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in pod.status.conditions or [])
 
 
 def _http_ok(ip: str, port: int | str, path: str) -> bool:

@@ -1,0 +1,89 @@
+"""Benchmark the issuance probes against the lab's istiod: CSRs per second, CPU per CSR.
+
+    KUBECONFIG=/var/lib/chaosmesh-sec-lab/kubeconfig .venv/bin/python bench/issuance_rate.py
+
+Three ways the pack sends CSRs, each for SECONDS seconds:
+
+- ``one_channel``: one replica, one port-forward, one gRPC channel reused (what the
+  client itself sustains; a key pair and CSR made per request);
+- ``probe_round``: ``certificate_issuance`` calls back to back (every replica and the
+  Service, each on a fresh port-forward and TLS connection, as a new workload would);
+- ``sampler``: ``sample_issuance`` at its fastest (interval 0.05 s).
+
+CPU is this process's (user + system), so it is the probe's own cost; istiod and the
+API server run in other processes. Needs a running lab. Prints JSON; asserts nothing.
+"""
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chaosmesh_sec.client import core_v1
+from chaosmesh_sec.probes import _ca_access as ca
+from chaosmesh_sec.probes import issuance
+from chaosmesh_sec.probes._ca_client import CaClient
+from chaosmesh_sec.probes._tunnel import PodTunnel
+
+SECONDS = float(os.environ.get("SECONDS_PER_MODE", "15"))
+
+
+def measure(run: Callable[[], int]) -> dict[str, Any]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    csrs = run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {
+        "csrs": csrs,
+        "seconds": round(wall, 2),
+        "csrs_per_second": round(csrs / wall, 1),
+        "cpu_ms_per_csr": round(1000 * cpu / csrs, 2),
+    }
+
+
+def one_channel() -> int:
+    core = core_v1(None, None)
+    who = ca.caller(core, "default", "default", "istio-ca", "cluster.local")
+    [target, *_] = ca.replica_targets(core, "istio-system", "app=istiod")
+    done = 0
+    with (
+        PodTunnel(core, str(target.pod), "istio-system", ca.CA_PORT) as address,
+        CaClient(
+            address,
+            root_pem=who.root_pem,
+            server_name="istiod.istio-system.svc",
+            token=who.token,
+            channel_options=[("grpc.enable_http_proxy", 0)],
+        ) as client,
+    ):
+        end = time.monotonic() + SECONDS
+        while time.monotonic() < end:
+            assert client.issue().issued
+            done += 1
+    return done
+
+
+def probe_round() -> int:
+    done = 0
+    end = time.monotonic() + SECONDS
+    while time.monotonic() < end:
+        result = issuance.certificate_issuance(min_issuing_replicas=3)
+        assert result["ok"], result["reason"]
+        done += result["replica_count"] + 1
+    return done
+
+
+def sampler() -> int:
+    result = issuance.sample_issuance(duration_seconds=int(SECONDS), interval_seconds=0.05)
+    return sum(s["issued"] for s in result["samples"])
+
+
+def main() -> None:
+    out = {name: measure(fn) for name, fn in [
+        ("one_channel", one_channel), ("probe_round", probe_round), ("sampler", sampler)
+    ]}  # fmt: skip
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,512 @@
+"""Probes: istiod keeps issuing certificates, to the right identity, during a fault.
+
+Each probe sends real CSRs to ``istio.v1.auth.IstioCertificateService/CreateCertificate``
+(gRPC over TLS, port 15012) as a ServiceAccount would: a token from the TokenRequest
+API (audience ``istio-ca``), the root from ``istio-ca-root-cert``, server name
+``istiod.istio-system.svc``. Every replica is asked on its own (port-forward from
+outside the cluster, pod IP from inside) and so is the Service. Every leaf is checked
+to carry the caller's SPIFFE identity.
+
+What the cluster refuses before a CSR (no such ServiceAccount, no istiod pod, no root
+published) is a verdict with a reason, not an error; only malformed inputs raise
+InvalidInput. Nothing secret is returned or logged: tokens stay in memory, keys are
+made per CSR and dropped. No ``from __future__ import annotations``: chaoslib reads
+these signatures.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from chaosmesh_sec import _validate
+from chaosmesh_sec._types import Configuration, JSONObject, Secrets
+from chaosmesh_sec.client import core_v1, discovery_v1
+from chaosmesh_sec.errors import InvalidInput
+from chaosmesh_sec.faults import _workloads as wl
+from chaosmesh_sec.probes import _ca_access as ca
+from chaosmesh_sec.probes._ca_client import new_csr
+
+__all__ = ["certificate_issuance", "identity_is_enforced", "sample_issuance"]
+
+logger = logging.getLogger("chaostoolkit")
+
+TOKEN_SECRET = "ca_token"  # noqa: S105 - the name of a secrets key, not a secret
+TARGET_KINDS = ("replicas", "service")
+MAX_SAMPLING_SECONDS = 3600
+
+
+def certificate_issuance(
+    namespace: str = "default",
+    service_account: str = "default",
+    min_issuing_replicas: int = 1,
+    require_service: bool = True,
+    max_latency_ms: int = 2000,
+    istiod_namespace: str = "istio-system",
+    istiod_selector: str = "app=istiod",
+    istiod_service: str = "istiod",
+    via: str = "auto",
+    timeout_seconds: int = 5,
+    token_audience: str = "istio-ca",  # noqa: S107 - an audience, not a secret
+    trust_domain: str = "cluster.local",
+    cluster_id: str = "Kubernetes",
+    server_name: str = "istiod.istio-system.svc",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Send one CSR to every istiod replica and one through the Service, as `service_account`.
+
+    `ok` is true when at least `min_issuing_replicas` replicas (0: not required)
+    issued, and the Service path did if `require_service`, each within
+    `max_latency_ms` and each leaf for the caller's own identity. Returns `{"ok",
+    "reason", "identity", "via", "issuing_replicas", "replica_count", "replicas":
+    [{"target", "pod", "node", "pod_ip", "ready", "issued", "code", "message",
+    "latency_ms", "leaf": {"spiffe_uris", "serial", "not_before", "not_after",
+    "chain_length", "root_matches"}, "identity_ok", "in_time"}], "service": {same},
+    "checked_at"}`. Tolerance: `$.ok`. A token to send instead of requesting one can
+    be given as secret `ca_token` (to see how istiod treats it).
+    """
+    min_issuing_replicas = _validate.non_negative_int("min_issuing_replicas", min_issuing_replicas)
+    require_service = wl.boolean("require_service", require_service)
+    max_latency_ms = wl.positive_int("max_latency_ms", max_latency_ms)
+    run = _IssuanceRun.checked(
+        namespace,
+        service_account,
+        istiod_namespace,
+        istiod_selector,
+        istiod_service,
+        via,
+        timeout_seconds,
+        token_audience,
+        trust_domain,
+        cluster_id,
+        server_name,
+        configuration,
+        secrets,
+    )
+    result = run.verdict_frame()
+    try:
+        results = run.round(TARGET_KINDS)
+    except ca.Refusal as refusal:
+        return {**result, "ok": False, "reason": str(refusal)}
+    replicas = [r for r in results if r["kind"] == "replica"]
+    service = next((r for r in results if r["kind"] == "service"), None)
+    for r in results:
+        r["in_time"] = bool(r["issued"] and r["latency_ms"] <= max_latency_ms)
+    good = sum(1 for r in replicas if r["in_time"] and r["identity_ok"])
+    reasons = []
+    if not replicas and min_issuing_replicas:
+        reasons.append(f"no istiod pod matches {istiod_selector!r} in {istiod_namespace!r}")
+    if good < min_issuing_replicas:
+        reasons.append(
+            f"{good} of {len(replicas)} replicas issued within {max_latency_ms} ms "
+            f"(at least {min_issuing_replicas} required)"
+        )
+    if require_service and not (service and service["in_time"] and service["identity_ok"]):
+        reasons.append(f"the Service path did not issue within {max_latency_ms} ms")
+    reasons += [
+        f"{r['target']} issued a certificate for {r['leaf']['spiffe_uris']}, not {run.identity}"
+        for r in results
+        if r["issued"] and not r["identity_ok"]
+    ]
+    return {
+        **result,
+        "ok": not reasons,
+        "reason": "; ".join(reasons) or None,
+        "issuing_replicas": good,
+        "replica_count": len(replicas),
+        "replicas": replicas,
+        "service": service,
+    }
+
+
+def identity_is_enforced(
+    requested_identity: str = "",
+    namespace: str = "default",
+    service_account: str = "default",
+    istiod_namespace: str = "istio-system",
+    istiod_selector: str = "app=istiod",
+    istiod_service: str = "istiod",
+    via: str = "auto",
+    timeout_seconds: int = 5,
+    trust_domain: str = "cluster.local",
+    cluster_id: str = "Kubernetes",
+    server_name: str = "istiod.istio-system.svc",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Ask every replica and the Service for a certificate of a foreign identity.
+
+    The CSR carries `requested_identity` as its URI SAN (default: istiod's own,
+    `spiffe://<trust_domain>/ns/<istiod_namespace>/sa/istiod`); istiod must ignore it
+    and sign the token's identity. `ok` is true when something was issued and every
+    leaf names only the caller. Returns `{"ok", "reason", "requested_identity",
+    "identity", "results": [{"target", "issued", "code", "spiffe_uris",
+    "enforced"}]}`.
+    """
+    foreign = requested_identity or f"spiffe://{trust_domain}/ns/{istiod_namespace}/sa/istiod"
+    if not isinstance(foreign, str) or not foreign.startswith("spiffe://"):
+        raise InvalidInput("requested_identity", f"must be a spiffe:// URI, got {foreign!r}")
+    run = _IssuanceRun.checked(
+        namespace,
+        service_account,
+        istiod_namespace,
+        istiod_selector,
+        istiod_service,
+        via,
+        timeout_seconds,
+        "istio-ca",
+        trust_domain,
+        cluster_id,
+        server_name,
+        configuration,
+        secrets,
+    )
+    frame = {"requested_identity": foreign, "identity": run.identity}
+    try:
+        results = run.round(TARGET_KINDS, requested_uri=foreign)
+    except ca.Refusal as refusal:
+        return {**frame, "ok": False, "reason": str(refusal), "results": []}
+    brief = [
+        {
+            "target": r["target"],
+            "issued": r["issued"],
+            "code": r["code"],
+            "spiffe_uris": r["leaf"]["spiffe_uris"] if r["leaf"] else None,
+            "enforced": r["identity_ok"] if r["issued"] else None,
+        }
+        for r in results
+    ]
+    issued = [b for b in brief if b["issued"]]
+    broken = [b["target"] for b in issued if not b["enforced"]]
+    reason = None
+    if broken:
+        reason = f"signed the requested identity {foreign}: {', '.join(broken)}"
+    elif not issued:
+        reason = "nothing was issued: cannot tell whether the identity is enforced"
+    return {**frame, "ok": reason is None, "reason": reason, "results": brief}
+
+
+def sample_issuance(
+    duration_seconds: int = 30,
+    interval_seconds: float = 1.0,
+    targets: str = "service,replicas",
+    namespace: str = "default",
+    service_account: str = "default",
+    istiod_namespace: str = "istio-system",
+    istiod_selector: str = "app=istiod",
+    istiod_service: str = "istiod",
+    via: str = "auto",
+    timeout_seconds: int = 2,
+    trust_domain: str = "cluster.local",
+    cluster_id: str = "Kubernetes",
+    server_name: str = "istiod.istio-system.svc",
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Issue every `interval_seconds` for `duration_seconds`: a timeline across a fault.
+
+    Declare it with `"background": true` before the fault in the method: Chaos
+    Toolkit runs it alongside and puts its result in the journal when it ends.
+    `targets`: `service`, `replicas` or both (comma-separated); replicas are listed
+    again at each tick, so replacements join the timeline. Returns `{"started_at",
+    "ended_at", "interval_seconds", "identity", "summary": {target: {"attempts",
+    "issued", "success_rate", "latency_ms": {"p50", "p90", "p99", "max"},
+    "first_failure_s", "last_failure_s", "longest_outage_s"}}, "samples": [{"t",
+    "target", "kind", "pod", "issued", "code", "latency_ms"}], "reason"}` (`t`:
+    seconds since `started_at`). Tolerance: `$.summary.service.success_rate`.
+    """
+    duration_seconds = wl.positive_int("duration_seconds", duration_seconds)
+    if duration_seconds > MAX_SAMPLING_SECONDS:
+        raise InvalidInput("duration_seconds", f"must be <= {MAX_SAMPLING_SECONDS}")
+    interval = _positive_number("interval_seconds", interval_seconds)
+    kinds = _target_kinds(targets)
+    run = _IssuanceRun.checked(
+        namespace,
+        service_account,
+        istiod_namespace,
+        istiod_selector,
+        istiod_service,
+        via,
+        timeout_seconds,
+        "istio-ca",
+        trust_domain,
+        cluster_id,
+        server_name,
+        configuration,
+        secrets,
+    )
+    started_at = datetime.now(UTC)
+    start = time.monotonic()
+    samples: list[dict[str, Any]] = []
+    reason = None
+    tick = 0
+    while (now := time.monotonic()) - start < duration_seconds:
+        try:
+            results = run.round(kinds, refresh_after=300)
+        except ca.Refusal as refusal:
+            results = [_refused(kind, str(refusal)) for kind in kinds]
+            reason = reason or str(refusal)
+        t = round(now - start, 3)
+        samples += [
+            {
+                "t": t,
+                "target": r["target"] if r["kind"] == "replica" else "service",
+                "kind": r["kind"],
+                "pod": r["pod"],
+                "issued": bool(r["issued"] and r["identity_ok"]),
+                "code": r["code"],
+                "latency_ms": r["latency_ms"],
+            }
+            for r in results
+        ]
+        tick += 1
+        if tick % 10 == 0:
+            logger.info("issuance sampling: %.0fs of %ds", now - start, duration_seconds)
+        # the next slot on the grid; slots missed while a round hung are skipped, not caught up
+        elapsed = time.monotonic() - start
+        time.sleep((math.floor(elapsed / interval) + 1) * interval - elapsed)
+    return {
+        "started_at": started_at.isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+        "interval_seconds": interval,
+        "identity": run.identity,
+        "summary": _summary(samples, interval),
+        "samples": samples,
+        "reason": reason,
+    }
+
+
+# ---------------------------------------------------------------- the shared run
+
+
+@dataclass
+class _IssuanceRun:
+    """Checked inputs, clients and the caller's credentials for one probe call."""
+
+    namespace: str
+    service_account: str
+    istiod_namespace: str
+    istiod_selector: str
+    istiod_service: str
+    via: ca.Via
+    timeout_seconds: int
+    token_audience: str
+    trust_domain: str
+    cluster_id: str
+    server_name: str
+    given_token: str | None
+    core: Any
+    discovery: Any
+    _who: ca.Caller | None = field(default=None, repr=False)
+    _who_at: float = 0.0
+
+    @property
+    def identity(self) -> str:
+        return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
+
+    @classmethod
+    def checked(
+        cls,
+        namespace: Any,
+        service_account: Any,
+        istiod_namespace: Any,
+        istiod_selector: Any,
+        istiod_service: Any,
+        via: Any,
+        timeout_seconds: Any,
+        token_audience: Any,
+        trust_domain: Any,
+        cluster_id: Any,
+        server_name: Any,
+        configuration: Configuration,
+        secrets: Secrets,
+    ) -> "_IssuanceRun":
+        if via not in ca.VIAS:
+            raise InvalidInput("via", f"must be one of {', '.join(ca.VIAS)}, got {via!r}")
+        for name, value in (("token_audience", token_audience), ("cluster_id", cluster_id)):
+            if not isinstance(value, str) or not value or not value.isprintable() or " " in value:
+                raise InvalidInput(name, f"must be a non-empty word, got {value!r}")
+        token = (secrets or {}).get(TOKEN_SECRET)
+        if token is not None and not isinstance(token, str):
+            raise InvalidInput(TOKEN_SECRET, "must be a string (a ServiceAccount token)")
+        return cls(
+            namespace=_validate.dns_label("namespace", namespace),
+            service_account=_validate.dns_subdomain("service_account", service_account),
+            istiod_namespace=_validate.dns_label("istiod_namespace", istiod_namespace),
+            istiod_selector=_validate.label_selector("istiod_selector", istiod_selector),
+            istiod_service=_validate.dns_label("istiod_service", istiod_service),
+            via=ca.resolve_via(via),
+            timeout_seconds=wl.positive_int("timeout_seconds", timeout_seconds),
+            token_audience=token_audience,
+            trust_domain=_validate.dns_subdomain("trust_domain", trust_domain),
+            cluster_id=cluster_id,
+            server_name=_validate.dns_subdomain("server_name", server_name),
+            given_token=token,
+            core=core_v1(configuration, secrets),
+            discovery=discovery_v1(configuration, secrets),
+        )
+
+    def verdict_frame(self) -> JSONObject:
+        return {
+            "ok": False,
+            "reason": None,
+            "identity": self.identity,
+            "via": self.via,
+            "issuing_replicas": 0,
+            "replica_count": 0,
+            "replicas": [],
+            "service": None,
+            "checked_at": datetime.now(UTC).isoformat(),
+        }
+
+    def caller(self, refresh_after: float = 0) -> ca.Caller:
+        """The credentials, requested once (again after ``refresh_after`` s when > 0)."""
+        stale = refresh_after > 0 and time.monotonic() - self._who_at > refresh_after
+        if self._who is None or stale:
+            who = ca.caller(
+                self.core,
+                self.namespace,
+                self.service_account,
+                self.token_audience,
+                self.trust_domain,
+            )
+            if self.given_token:
+                who = ca.Caller(
+                    who.namespace, who.service_account, who.identity, who.root_pem,
+                    self.given_token,
+                )  # fmt: skip
+            self._who, self._who_at = who, time.monotonic()
+        return self._who
+
+    def targets(self, kinds: Sequence[str]) -> list[ca.CaTarget]:
+        found: list[ca.CaTarget] = []
+        if "replicas" in kinds:
+            found += ca.replica_targets(self.core, self.istiod_namespace, self.istiod_selector)
+            if not found and "service" not in kinds:
+                raise ca.Refusal(
+                    f"no istiod pod matches {self.istiod_selector!r} in {self.istiod_namespace!r}"
+                )
+        if "service" in kinds:
+            found.append(
+                ca.service_target(
+                    self.discovery, self.istiod_namespace, self.istiod_service, self.via
+                )
+            )
+        return found
+
+    def round(
+        self, kinds: Sequence[str], requested_uri: str = "", refresh_after: float = 0
+    ) -> list[dict[str, Any]]:
+        """One CSR per target, in parallel; a result dict per target."""
+        who = self.caller(refresh_after)
+        targets = self.targets(kinds)
+
+        def one(target: ca.CaTarget) -> dict[str, Any]:
+            if target.unavailable:
+                return {**target.brief(), **_NOT_SENT, "message": target.unavailable}
+            outcome = ca.issue(
+                self.core,
+                target,
+                who,
+                self.via,
+                server_name=self.server_name,
+                cluster_id=self.cluster_id,
+                timeout_seconds=self.timeout_seconds,
+                csr_pem=new_csr(requested_uri) if requested_uri else None,
+            )
+            out = {**target.brief(), **outcome.to_json()}
+            out["identity_ok"] = bool(
+                outcome.leaf is not None and list(outcome.leaf.spiffe_uris) == [who.identity]
+            )
+            return out
+
+        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+            return list(pool.map(one, targets))
+
+
+_NOT_SENT = {
+    "issued": False,
+    "code": "NO_ENDPOINT",
+    "latency_ms": None,
+    "leaf": None,
+    "identity_ok": False,
+}
+
+
+def _refused(kind: str, reason: str) -> dict[str, Any]:
+    return {
+        "target": kind,
+        "kind": "service" if kind == "service" else "replica",
+        "pod": None,
+        **_NOT_SENT,
+        "code": "REFUSED",
+        "message": reason,
+    }
+
+
+# ---------------------------------------------------------------- inputs and statistics
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(name, f"must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInput(name, f"must be > 0, got {value}")
+    return float(value)
+
+
+def _target_kinds(targets: Any) -> tuple[str, ...]:
+    if not isinstance(targets, str):
+        raise InvalidInput("targets", "must be a comma-separated string")
+    kinds = tuple(k.strip() for k in targets.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in TARGET_KINDS]
+    if not kinds or unknown:
+        raise InvalidInput("targets", f"must name {' and/or '.join(TARGET_KINDS)}, got {targets!r}")
+    return kinds
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _summary(samples: Sequence[dict[str, Any]], interval: float) -> dict[str, Any]:
+    """Per target: success rate, latency percentiles, and the outage seen."""
+    out: dict[str, Any] = {}
+    for target in sorted({s["target"] for s in samples}):
+        mine = [s for s in samples if s["target"] == target]
+        ok_latency = [s["latency_ms"] for s in mine if s["issued"]]
+        failures = [s["t"] for s in mine if not s["issued"]]
+        out[target] = {
+            "attempts": len(mine),
+            "issued": len(ok_latency),
+            "success_rate": round(len(ok_latency) / len(mine), 4) if mine else None,
+            "latency_ms": {
+                "p50": percentile(ok_latency, 50),
+                "p90": percentile(ok_latency, 90),
+                "p99": percentile(ok_latency, 99),
+                "max": max(ok_latency) if ok_latency else None,
+            },
+            "first_failure_s": failures[0] if failures else None,
+            "last_failure_s": failures[-1] if failures else None,
+            "longest_outage_s": _longest_outage(mine, interval),
+        }
+    return out
+
+
+def _longest_outage(samples: Sequence[dict[str, Any]], interval: float) -> float:
+    """The longest run of consecutive failed samples, in seconds (one sample = ``interval``)."""
+    longest = current = 0
+    for s in samples:
+        current = 0 if s["issued"] else current + 1
+        longest = max(longest, current)
+    return round(longest * interval, 3)
