@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv lint typecheck unit
+.PHONY: venv lint typecheck unit reference
 
 venv: $(VENV)/.installed ## create .venv and install the package with its dev extra (editable)
 
@@ -17,10 +17,13 @@ typecheck: $(VENV)/.installed ## mypy --strict on the package
 unit: $(VENV)/.installed ## unit tests: no cluster, no root
 	$(BIN)/pytest -m unit
 
+reference: $(VENV)/.installed ## regenerate docs/activities.md from the code
+	$(BIN)/chaosmesh-sec reference > docs/activities.md
+
 # ============================================================================
 # Lab, tests and the main job. The lab needs root (network namespaces, iptables).
 # ----------------------------------------------------------------------------
-.PHONY: test lab-build lab-up lab-down smoke integration
+.PHONY: test lab-build lab-up lab-down smoke flagship integration
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +50,13 @@ test: $(VENV)/.installed ## everything CI runs: lint, types, unit, then the lab 
 	$(BIN)/chaosmesh-sec lab build
 	$(BIN)/pytest -p no:cacheprovider
 
-smoke: lab-up ## the main job: the smoke experiment against the lab, journal in journals/
+flagship: lab-up ## the main job: the flagship experiment against the lab, journal in journals/
+	mkdir -p journals
+	KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
+	  $(BIN)/chaos --no-version-check run --journal-path journals/issuance-partition.json \
+	  experiments/issuance-partition.json
+
+smoke: lab-up ## the smoke experiment (no fault) against the lab, journal in journals/
 	mkdir -p journals
 	KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
 	  $(BIN)/chaos --no-version-check run --journal-path journals/smoke.json experiments/smoke.json

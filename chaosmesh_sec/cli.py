@@ -1,4 +1,4 @@
-"""``chaosmesh-sec``: the pack's command line (``lab``, ``rollback``; gameday, report later)."""
+"""``chaosmesh-sec``: the pack's command line (``lab``, ``rollback``, ``reference``)."""
 
 import logging
 
@@ -27,6 +27,14 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
     )
+
+
+@main.command()
+def reference() -> None:
+    """Print the activity reference (Markdown) generated from the code."""
+    from chaosmesh_sec.reference import activity_reference
+
+    click.echo(activity_reference(), nl=False)
 
 
 main.add_command(lab)

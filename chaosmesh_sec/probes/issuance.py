@@ -470,7 +470,7 @@ def _target_kinds(targets: Any) -> tuple[str, ...]:
     return kinds
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
+def _percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
     if not values:
         return None
@@ -491,9 +491,9 @@ def _summary(samples: Sequence[dict[str, Any]], interval: float) -> dict[str, An
             "issued": len(ok_latency),
             "success_rate": round(len(ok_latency) / len(mine), 4) if mine else None,
             "latency_ms": {
-                "p50": percentile(ok_latency, 50),
-                "p90": percentile(ok_latency, 90),
-                "p99": percentile(ok_latency, 99),
+                "p50": _percentile(ok_latency, 50),
+                "p90": _percentile(ok_latency, 90),
+                "p99": _percentile(ok_latency, 99),
                 "max": max(ok_latency) if ok_latency else None,
             },
             "first_failure_s": failures[0] if failures else None,

@@ -87,7 +87,7 @@ def test_sample_issuance_rejects(no_cluster: None, kwargs: dict[str, Any], bad_i
     [([], 50, None), ([5.0], 99, 5.0), ([1, 2, 3, 4], 50, 2), ([1, 2, 3, 4], 90, 4)],
 )
 def test_percentile_nearest_rank(values: list[float], q: float, expected: float | None) -> None:
-    assert issuance.percentile(values, q) == expected
+    assert issuance._percentile(values, q) == expected
 
 
 def test_summary_reports_the_outage_window() -> None:
