@@ -30,6 +30,7 @@ from chaoslib.exceptions import ActivityFailed
 __all__ = [
     "ChaosMeshSecError",
     "ClusterUnreachable",
+    "FailOpen",
     "FaultNotApplied",
     "InvalidInput",
     "LabError",
@@ -66,6 +67,10 @@ class FaultNotApplied(ChaosMeshSecError):
 
 class RollbackFailed(ChaosMeshSecError):
     """Undoing a fault did not verify: something may be left behind (the message says what)."""
+
+
+class FailOpen(ChaosMeshSecError):
+    """A request an identity matrix expected to be denied was allowed: the worst result."""
 
 
 class LabError(ChaosMeshSecError):

@@ -142,3 +142,8 @@ def three_ready(core: client.CoreV1Api) -> Iterator[list[client.V1Pod]]:
     pods = eventually(lambda: _three_ready(core), 120, "3 Ready istiod pods before the test")
     yield pods
     eventually(lambda: _three_ready(core), 120, "3 Ready istiod pods after the test")
+
+
+@pytest.fixture(scope="session")
+def custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)

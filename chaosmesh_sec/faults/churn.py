@@ -33,6 +33,7 @@ __all__ = ["hunt_recycled_ip", "restore_replicas", "rollout_restart", "scale_dep
 logger = logging.getLogger("chaostoolkit")
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+RECYCLED_FROM = "chaosmesh-sec.io/recycled-from"
 
 
 def scale_deployment(
@@ -211,6 +212,8 @@ def hunt_recycled_ip(
     rounds, or after `timeout_seconds` in all. IPs recycle within a node's pod CIDR:
     pin both Deployments to the same node.
 
+    The pod found is labelled `chaosmesh-sec.io/recycled-from=<victim>`, so a later
+    activity can select it (an identity matrix run from that very pod).
     Returns `{"found", "recycled_ip", "pod": {"name", "uid", "node", "pod_ip"},
     "rounds", "victim_ips", "victim_nodes", "hunter_nodes", "victim_previous_replicas",
     "seconds", "reason"}`; not finding one is `found: false` with a `reason`, not an
@@ -387,6 +390,10 @@ def _found(core: Any, namespace: str, pod: Any, result: JSONObject) -> None:
     result["found"] = True
     result["recycled_ip"] = fresh.status.pod_ip
     result["pod"] = wl.pod_brief(fresh)
+    # So that later activities can find it: `<hunter selector>,chaosmesh-sec.io/recycled-from`
+    patch = {"metadata": {"labels": {RECYCLED_FROM: result["victim"]}}}
+    with api_errors(f"label pod {namespace}/{fresh.metadata.name}"):
+        core.patch_namespaced_pod(fresh.metadata.name, namespace, patch)
 
 
 def _delete_pods(core: Any, namespace: str, selector: str) -> set[str]:

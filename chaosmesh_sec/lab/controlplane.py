@@ -101,7 +101,7 @@ def control_plane(
         f"--cluster-signing-cert-file={pki.ca.cert}",
         f"--cluster-signing-key-file={pki.ca.key}",
         f"--service-cluster-ip-range={topo.service_cidr}",
-        "--node-monitor-grace-period=20s",
+        "--node-monitor-grace-period=40s",
     )
     return (
         _etcd(bins, paths, topo),

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from chaosmesh_sec import kit
 from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab import procs
 from chaosmesh_sec.lab.build import Binaries, locate
@@ -30,6 +31,7 @@ logger = logging.getLogger("chaostoolkit")
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 KWOK_CRDS = ("execs", "portforwards", "logs")
 KWOK_POD_STAGES = ("pod-delete",)  # pod-ready is ours; no pod-complete: the agent reports exits
+KIT = "wrong-identity"
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 Progress = Callable[[str], None]
@@ -293,4 +295,20 @@ def start(
         90,
         paths.logs,
     )
-    progress("istio-cni-node Ready on every node")
+    progress("istio-cni-node Ready on every node; deploying the data plane (cilium stand-in)")
+    kubectl("apply", "-f", str(MANIFESTS / "mesh-dataplane.yaml"))
+    _wait(
+        "the cilium DaemonSet to be Ready on every node",
+        lambda: _daemonset_ready(kubectl, "kube-system", "cilium", len(topo.nodes)),
+        90,
+        paths.logs,
+    )
+    progress("cilium stand-in Ready on every node; deploying the probe kit (wrong-identity)")
+    client, server = topo.nodes[0].name, topo.nodes[1].name
+    kit.apply(
+        KIT,
+        client_node=client,
+        server_node=server,
+        configuration={"kubeconfig_path": str(paths.admin_kubeconfig)},
+    )
+    progress(f"probe kit {KIT} available (clients on {client}, servers on {server})")

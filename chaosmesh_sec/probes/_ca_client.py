@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "decode_response",
     "encode_request",
     "new_csr",
+    "new_key_and_csr",
 ]
 
 logger = logging.getLogger("chaostoolkit")
@@ -177,15 +178,9 @@ def decode_response(data: bytes) -> tuple[str, ...]:
 # ---------------------------------------------------------------- certificates (pure)
 
 
-def new_csr(requested_uri: str = "") -> bytes:
-    """A PEM CSR for a fresh in-memory ECDSA P-256 key, CN ``chaosmesh-sec-probe``.
-
-    With `requested_uri`, the CSR asks for that URI SAN (istiod should replace it
-    with the caller's own identity). The key is discarded on return.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
+def _csr(key: ec.EllipticCurvePrivateKey, common_name: str, requested_uri: str) -> bytes:
     builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CSR_COMMON_NAME)])
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     )
     if requested_uri:
         builder = builder.add_extension(
@@ -193,6 +188,30 @@ def new_csr(requested_uri: str = "") -> bytes:
             critical=False,
         )
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def new_csr(requested_uri: str = "") -> bytes:
+    """A PEM CSR for a fresh in-memory ECDSA P-256 key, CN ``chaosmesh-sec-probe``.
+
+    With `requested_uri`, the CSR asks for that URI SAN (istiod should replace it
+    with the caller's own identity). The key is discarded on return.
+    """
+    return _csr(ec.generate_private_key(ec.SECP256R1()), CSR_COMMON_NAME, requested_uri)
+
+
+def new_key_and_csr(common_name: str = CSR_COMMON_NAME) -> tuple[bytes, bytes]:
+    """A fresh in-memory ECDSA P-256 key and a CSR for it: (key PEM, CSR PEM).
+
+    For a caller that keeps the key to use the issued certificate (the lab's
+    sidecar stand-in). The key PEM is unencrypted PKCS#8: keep it in memory.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, _csr(key, common_name, "")
 
 
 @dataclass(frozen=True)
@@ -231,7 +250,8 @@ class IssueOutcome:
     `code`: the gRPC status name ("OK" when issued), or "INVALID_RESPONSE" when the
     chain is unusable. `message`: the status details, scrubbed of the token (empty
     when issued). `latency_ms`: the RPC alone (with channel setup on a first call,
-    without decoding). `leaf`: set only when issued.
+    without decoding). `leaf`: set only when issued. `chain_pem`: the issued chain
+    as returned (leaf first), empty unless issued; left out of :meth:`to_json`.
     """
 
     issued: bool
@@ -239,6 +259,7 @@ class IssueOutcome:
     message: str
     latency_ms: float
     leaf: LeafFacts | None
+    chain_pem: tuple[str, ...] = field(default=(), repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -396,13 +417,20 @@ class CaClient:
         latency_ms = (time.perf_counter() - start) * 1000
 
         try:
-            leaf = _leaf_facts(decode_response(response), self._roots_der)
+            chain = decode_response(response)
+            leaf = _leaf_facts(chain, self._roots_der)
         except ValueError as exc:
             return self._outcome(False, INVALID_RESPONSE, str(exc), latency_ms, None)
-        return self._outcome(True, grpc.StatusCode.OK.name, "", latency_ms, leaf)
+        return self._outcome(True, grpc.StatusCode.OK.name, "", latency_ms, leaf, chain)
 
     def _outcome(
-        self, issued: bool, code: str, message: str, latency_ms: float, leaf: LeafFacts | None
+        self,
+        issued: bool,
+        code: str,
+        message: str,
+        latency_ms: float,
+        leaf: LeafFacts | None,
+        chain: tuple[str, ...] = (),
     ) -> IssueOutcome:
         for secret in self._redact:
             message = message.replace(secret, _REDACTED)
@@ -413,7 +441,7 @@ class CaClient:
             latency_ms,
             f" ({message})" if message else "",
         )
-        return IssueOutcome(issued, code, message, round(latency_ms, 3), leaf)
+        return IssueOutcome(issued, code, message, round(latency_ms, 3), leaf, chain)
 
 
 def create_certificate(

@@ -20,6 +20,7 @@ from chaosmesh_sec.lab import network
 from chaosmesh_sec.lab.agent import kwokres, volumes
 from chaosmesh_sec.lab.agent.crilog import CriLogPump
 from chaosmesh_sec.lab.agent.runtime import ContainerProcess, start_container
+from chaosmesh_sec.lab.agent.services import ServiceProxy
 from chaosmesh_sec.lab.topology import Node, Topology
 
 __all__ = ["NodeAgent"]
@@ -38,6 +39,7 @@ class PodState:
     name: str
     pod_dir: Path
     netns: str
+    pod_ip: str = ""
     processes: dict[str, ContainerProcess] = field(default_factory=dict)
     pumps: list[CriLogPump] = field(default_factory=list)
     gone: bool = False
@@ -60,6 +62,7 @@ class NodeAgent:
         self.pods_root = pods_root
         self.bin_dir = bin_dir
         self.node_root = node_root
+        self.services = ServiceProxy(api, self._hosts_files)
         self.pods: dict[str, PodState] = {}
         self.lock = threading.RLock()
         self.base_env = {
@@ -67,6 +70,9 @@ class NodeAgent:
             "HOME": "/root",
             "KUBERNETES_SERVICE_HOST": topo.kubernetes_service_ip,
             "KUBERNETES_SERVICE_PORT": "443",
+            # Service names live in each pod's /etc/hosts (agent.services), not in DNS:
+            # gRPC's own resolver (c-ares) would ask a DNS server; getaddrinfo reads hosts.
+            "GRPC_DNS_RESOLVER": "native",
         }
         marker = os.environ.get("CHAOSMESH_LAB")
         if marker:
@@ -75,6 +81,7 @@ class NodeAgent:
     # -- the loop ---------------------------------------------------------------
     def run_forever(self) -> None:
         self._write_primary_cni_config()
+        self.services.start()
         threading.Thread(target=self._probe_loop, name="readiness", daemon=True).start()
         selector = f"spec.nodeName={self.node.name}"
         while True:
@@ -100,6 +107,14 @@ class NodeAgent:
             except Exception as exc:  # noqa: BLE001 - the API may be unreachable (a partition)
                 logger.warning("lab agent %s: watch interrupted: %s", self.node.name, exc)
                 time.sleep(2)
+
+    def _hosts_files(self) -> list[tuple[Path, str, str, str]]:
+        with self.lock:
+            return [
+                (st.pod_dir / "hosts", st.namespace, st.name, st.pod_ip)
+                for st in self.pods.values()
+                if st.netns
+            ]
 
     def _write_primary_cni_config(self) -> None:
         """The node's own CNI conflist (what a cluster's primary CNI installs), once.
@@ -148,14 +163,18 @@ class NodeAgent:
         if not pod.spec.host_network:
             netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
         (pod_dir / "netns").write_text(netns)
-        state = PodState(meta.uid, meta.namespace, meta.name, pod_dir, netns)
+        state = PodState(meta.uid, meta.namespace, meta.name, pod_dir, netns, pod.status.pod_ip)
+        if netns:  # the pod's names for Services (hostNetwork pods use the node's)
+            self.services.write_hosts(pod_dir / "hosts", meta.namespace, meta.name, state.pod_ip)
         with self.lock:
             self.pods[meta.uid] = state
         # A probed pod starts not Ready (the lab's kwok stage); _probe_loop sets it Ready.
         vols = volumes.materialise(self.core, pod, pod_dir, self.node_root)
+        # exec / logs / port-forward first: a container may cut this node off the API
+        # server as soon as it runs (the partition fault pod does, by design)
+        kwokres.ensure(self.custom, pod, pod_dir)
         for container in pod.spec.containers:
             self._start(state, pod, container, vols)
-        kwokres.ensure(self.custom, pod, pod_dir)
         logger.info("lab agent %s: pod %s/%s set up", self.node.name, meta.namespace, meta.name)
 
     def _start(self, state: PodState, pod: Any, container: Any, vols: dict[str, Path]) -> None:

@@ -24,14 +24,19 @@ def _lab_binary(name: str) -> Entrypoint:
     return lambda bin_dir: [str(bin_dir / name)]
 
 
-def _standin(module: str) -> Entrypoint:
-    return lambda _bin_dir: [sys.executable, "-m", module]
+def _standin(module: str, *args: str) -> Entrypoint:
+    return lambda _bin_dir: [sys.executable, "-m", module, *args]
 
 
 IMAGE_ENTRYPOINTS: dict[str, Entrypoint] = {
     # image repository basename -> the argv that stands for its entrypoint
     "pilot": _lab_binary("pilot-discovery"),
     "install-cni": _standin("chaosmesh_sec.lab.standins.cni_node"),
+    "proxyv2": _standin("chaosmesh_sec.lab.standins.sidecar"),
+    "cilium": _standin("chaosmesh_sec.lab.standins.cilium_agent"),
+    "examples-helloworld-v1": _standin("chaosmesh_sec.lab.standins.apps", "helloworld"),
+    "examples-helloworld-v2": _standin("chaosmesh_sec.lab.standins.apps", "helloworld"),
+    "go-httpbin": _standin("chaosmesh_sec.lab.standins.apps", "httpbin"),
 }
 
 

@@ -88,6 +88,9 @@ def start_container(
         for m in container.volume_mounts or []
         if m.name in volumes
     ]
+    hosts = pod_dir / "hosts"
+    if netns and hosts.exists():  # the pod's Service names (see agent.services)
+        mounts.append((hosts, "/etc/hosts", True))
     scratch = pod_dir / "scratch" / container.name
     scratch.mkdir(parents=True, exist_ok=True)
     script = mount_script(mounts, scratch) + '\nexec "$@"'

@@ -1,0 +1,164 @@
+"""The probe kit: canary workloads, their policies and identity matrices, deployed with one command.
+
+``chaosmesh-sec kit apply wrong-identity`` applies ``probes/kit/wrong-identity.yaml``
+(server-side apply, field manager ``chaosmesh-sec``) and waits until its Deployments
+are available; ``kit delete`` removes it. Options:
+
+- ``--client-node`` / ``--server-node`` pin the kit's clients (``app`` sleep or curl)
+  and servers to nodes: the recycled-IP hunt needs both client workloads on one node
+  (pod IPs are reused within a node's range) and the server elsewhere;
+- ``--auto-inject`` drops the written-out ``istio-proxy`` containers and their volumes
+  and labels the namespaces ``istio-injection=enabled``, for a cluster whose istiod
+  injects sidecars itself (the lab has no injector: its kit keeps them).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import dynamic
+
+from chaosmesh_sec.client import api_client, api_errors
+from chaosmesh_sec.errors import ChaosMeshSecError, InvalidInput
+
+__all__ = ["KIT_DIR", "apply", "delete", "documents", "kits"]
+
+logger = logging.getLogger("chaostoolkit")
+
+KIT_DIR = Path(__file__).resolve().parent / "probes" / "kit"
+CLIENT_APPS = ("sleep", "curl")
+SIDECAR = "istio-proxy"
+SIDECAR_VOLUMES = ("istio-token", "istiod-ca-cert")
+FIELD_MANAGER = "chaosmesh-sec"
+
+
+def kits() -> list[str]:
+    """The kits shipped with the pack (their names)."""
+    return sorted(p.stem for p in KIT_DIR.glob("*.yaml") if not p.name.endswith(".matrix.yaml"))
+
+
+def documents(
+    name: str, client_node: str = "", server_node: str = "", auto_inject: bool = False
+) -> list[dict[str, Any]]:
+    """The kit's objects, adjusted as the options say (pure, apart from reading the file)."""
+    path = KIT_DIR / f"{name}.yaml"
+    if name not in kits():
+        raise InvalidInput("kit", f"no kit {name!r}; the kits are: {', '.join(kits())}")
+    out = [copy.deepcopy(d) for d in yaml.safe_load_all(path.read_text()) if d]
+    for doc in out:
+        if doc.get("kind") == "Deployment":
+            pod = doc["spec"]["template"]
+            client = pod["metadata"].get("labels", {}).get("app") in CLIENT_APPS
+            node = client_node if client else server_node
+            if node:
+                pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+            if auto_inject:
+                _drop_sidecar(pod["spec"])
+    if auto_inject:
+        namespaces = sorted(
+            {d["metadata"]["namespace"] for d in out if "namespace" in d["metadata"]}
+        )
+        out = [_namespace(ns) for ns in namespaces] + out
+    return out
+
+
+def _drop_sidecar(spec: dict[str, Any]) -> None:
+    spec["containers"] = [c for c in spec["containers"] if c["name"] != SIDECAR]
+    spec["volumes"] = [v for v in spec.get("volumes", []) if v["name"] not in SIDECAR_VOLUMES]
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"istio-injection": "enabled"}},
+    }
+
+
+def _resources(configuration: Any) -> dynamic.DynamicClient:
+    return dynamic.DynamicClient(api_client(configuration, None))
+
+
+def apply(
+    name: str,
+    client_node: str = "",
+    server_node: str = "",
+    auto_inject: bool = False,
+    wait_seconds: int = 120,
+    configuration: Any = None,
+) -> list[str]:
+    """Apply the kit, wait for its Deployments; return what was applied (``Kind ns/name``)."""
+    docs = documents(name, client_node, server_node, auto_inject)
+    dyn = _resources(configuration)
+    applied = []
+    for doc in docs:
+        what = _describe(doc)
+        with api_errors(f"apply {what}"):
+            resource = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+            resource.server_side_apply(
+                body=doc,
+                name=doc["metadata"]["name"],
+                namespace=doc["metadata"].get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        applied.append(what)
+    logger.info("kit %s: applied %d objects; waiting for its Deployments", name, len(applied))
+    _wait_available(k8s.AppsV1Api(dyn.client), list(_deployments(docs)), wait_seconds)
+    return applied
+
+
+def delete(name: str, configuration: Any = None) -> list[str]:
+    """Delete the kit's objects (those that exist); return what was deleted."""
+    dyn = _resources(configuration)
+    deleted = []
+    for doc in reversed(documents(name)):
+        with api_errors(f"delete {_describe(doc)}"):
+            resource = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+            try:
+                resource.delete(
+                    name=doc["metadata"]["name"], namespace=doc["metadata"].get("namespace")
+                )
+            except dynamic.exceptions.NotFoundError:
+                continue
+        deleted.append(_describe(doc))
+    return deleted
+
+
+def _describe(doc: dict[str, Any]) -> str:
+    meta = doc["metadata"]
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{doc['kind']} {where}{meta['name']}"
+
+
+def _deployments(docs: list[dict[str, Any]]) -> Iterator[tuple[str, str, int]]:
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            yield doc["metadata"]["namespace"], doc["metadata"]["name"], doc["spec"]["replicas"]
+
+
+def _wait_available(
+    apps: k8s.AppsV1Api, deployments: list[tuple[str, str, int]], seconds: int
+) -> None:
+    deadline = time.monotonic() + seconds
+    waiting = list(deployments)
+    while waiting and time.monotonic() < deadline:
+        still = []
+        for namespace, name, replicas in waiting:
+            with api_errors(f"read Deployment {namespace}/{name}"):
+                status: Any = apps.read_namespaced_deployment(name, namespace).status
+            if (status.available_replicas or 0) < replicas:
+                still.append((namespace, name, replicas))
+        waiting = still
+        if waiting:
+            time.sleep(1)
+    if waiting:
+        names = ", ".join(f"{ns}/{n}" for ns, n, _ in waiting)
+        raise ChaosMeshSecError(f"kit Deployments not available after {seconds}s: {names}")

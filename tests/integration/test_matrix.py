@@ -1,0 +1,104 @@
+"""The identity matrix against the lab's data plane: the probe kit, real requests, real layers.
+
+``lab up`` deploys the wrong-identity kit (sleep v1/v2 on lab-node-1, helloworld v1/v2
+on lab-node-2), with the sidecar stand-in in every pod and the Cilium stand-in on
+every node. Each test that changes a policy puts the kit back as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from chaosmesh_sec import kit
+from chaosmesh_sec.errors import FailOpen
+from chaosmesh_sec.probes import matrix
+from tests.lab_fixtures import eventually
+
+NS = "default"
+
+
+def _cells(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(c["source"], c["destination"]): c for c in result["cells"]}
+
+
+@pytest.fixture
+def kit_restored(lab: Path) -> Iterator[None]:
+    """Re-apply the kit after the test (policies it deleted or widened come back)."""
+    yield
+    kit.apply(
+        "wrong-identity",
+        client_node="lab-node-1",
+        server_node="lab-node-2",
+        configuration={"kubeconfig_path": str(lab)},
+    )
+
+
+def test_the_kit_holds_and_each_deny_names_its_layer(lab: Path) -> None:
+    result = matrix.identity_matrix(matrix="wrong-identity", wait_seconds=60)
+    cells = _cells(result)
+    assert result["holds"] is True, result["cells"]
+    assert cells[("sleep-v1", "helloworld-v1")]["verdict"] == "allowed"
+    assert cells[("sleep-v2", "helloworld-v2")]["verdict"] == "allowed"
+    # the L4 policy (CiliumNetworkPolicy) decides first: the connection times out
+    assert cells[("sleep-v2", "helloworld-v1")]["verdict"] == "denied_by_network"
+    assert cells[("sleep-v1", "helloworld-v2")]["verdict"] == "denied_by_network"
+    assert "Hello version: v1" in cells[("sleep-v1", "helloworld-v1")]["evidence"]["body"]
+    assert set(result["pods"]) == {"sleep-v1", "sleep-v2"}
+
+
+def test_without_the_l4_policy_the_mesh_denies(
+    custom: client.CustomObjectsApi, kit_restored: None
+) -> None:
+    matrix.identity_matrix(matrix="wrong-identity", record_as="with-l4", wait_seconds=60)
+    custom.delete_namespaced_custom_object(
+        "cilium.io", "v2", NS, "ciliumnetworkpolicies", "helloworld-v1"
+    )
+
+    def mesh_decides() -> dict[str, Any] | None:
+        result = matrix.identity_matrix(
+            matrix="wrong-identity", destinations="helloworld-v1", compare_to="with-l4"
+        )
+        cell = _cells(result)[("sleep-v2", "helloworld-v1")]
+        return result if cell["verdict"] == "denied_by_mesh" else None
+
+    result = eventually(mesh_decides, 30, "the mesh to be the layer that denies")
+    cell = _cells(result)[("sleep-v2", "helloworld-v1")]
+    assert cell["evidence"]["http_code"] == "403"
+    assert "RBAC: access denied" in cell["evidence"]["body"]
+    assert result["holds"] is True
+    assert {"cell": "sleep-v2 -> helloworld-v1", "baseline": "denied_by_network",
+            "verdict": "denied_by_mesh"} in result["layer_changes"]  # fmt: skip
+
+
+def test_a_permissive_mesh_without_l4_is_reported_fail_open(
+    custom: client.CustomObjectsApi, kit_restored: None
+) -> None:
+    """The probe can fail: allow-nothing removed, the ALLOW widened, the L4 policy gone."""
+    custom.delete_namespaced_custom_object(
+        "cilium.io", "v2", NS, "ciliumnetworkpolicies", "helloworld-v1"
+    )
+    custom.delete_namespaced_custom_object(
+        "security.istio.io", "v1", NS, "authorizationpolicies", "allow-nothing"
+    )
+    wide = {"spec": {"rules": [{"from": [{"source": {"namespaces": [NS]}}]}]}}
+    custom.patch_namespaced_custom_object(
+        "security.istio.io", "v1", NS, "authorizationpolicies", "helloworld-v1", wide
+    )
+
+    def opened() -> dict[str, Any] | None:
+        result = matrix.identity_matrix(matrix="wrong-identity", destinations="helloworld-v1")
+        return result if result["fail_open"] else None
+
+    result = eventually(opened, 30, "the fail-open to show")
+    assert result["holds"] is False
+    assert result["fail_open"] == ["sleep-v2 -> helloworld-v1"]
+    assert _cells(result)[("sleep-v2", "helloworld-v1")]["verdict"] == "allowed"
+    with pytest.raises(FailOpen, match="sleep-v2 -> helloworld-v1"):
+        matrix.identity_matrix(
+            matrix="wrong-identity", destinations="helloworld-v1", fail_on_fail_open=True
+        )
