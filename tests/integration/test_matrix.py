@@ -16,6 +16,7 @@ from kubernetes import client
 
 from chaosmesh_sec import kit
 from chaosmesh_sec.errors import FailOpen
+from chaosmesh_sec.faults import churn
 from chaosmesh_sec.probes import matrix
 from tests.lab_fixtures import eventually
 
@@ -102,3 +103,25 @@ def test_a_permissive_mesh_without_l4_is_reported_fail_open(
         matrix.identity_matrix(
             matrix="wrong-identity", destinations="helloworld-v1", fail_on_fail_open=True
         )
+
+
+def test_without_a_partition_a_recycled_ip_gets_no_old_rights(lab: Path) -> None:
+    """The control case: the L4 agent hears about the new pod, its cache stays right,
+    and the pod holding sleep-v1's old IP is denied by the network, as sleep-v2."""
+    matrix.identity_matrix(matrix="wrong-identity", record_as="fresh", wait_seconds=60)
+    hunt = churn.hunt_recycled_ip(victim="sleep-v1", hunter="sleep-v2", namespace=NS)
+    try:
+        assert hunt["found"] is True, hunt["reason"]
+        result = matrix.identity_matrix(
+            matrix="wrong-identity",
+            sources="sleep-v2",
+            destinations="helloworld-v1",
+            narrow_sources="sleep-v2=chaosmesh-sec.io/recycled-from",
+            compare_to="fresh",
+            wait_seconds=60,
+        )
+        assert result["pods"]["sleep-v2"]["pod_ip"] == hunt["recycled_ip"]
+        [cell] = result["cells"]
+        assert cell["verdict"] == "denied_by_network" and cell["layer_change"] is None
+    finally:
+        churn.restore_replicas(name="sleep-v1", namespace=NS, timeout_seconds=60)
