@@ -23,7 +23,7 @@ reference: $(VENV)/.installed ## regenerate docs/activities.md from the code
 # ============================================================================
 # Lab, tests and the main job. The lab needs root (network namespaces, iptables).
 # ----------------------------------------------------------------------------
-.PHONY: test lab-build lab-up lab-down smoke flagship integration
+.PHONY: test lab-build lab-up lab-down smoke flagship integration reference-journals
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,16 @@ test: $(VENV)/.installed ## everything CI runs: lint, types, unit, then the lab 
 flagship: lab-up ## the main job: the flagship experiment against the lab, journal in journals/
 	mkdir -p journals
 	KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
-	  $(BIN)/chaos --no-version-check run --journal-path journals/issuance-partition.json \
-	  experiments/issuance-partition.json
+	  $(BIN)/chaos --no-version-check run --journal-path journals/wrong-identity.json \
+	  experiments/wrong-identity.json
+
+reference-journals: lab-up ## regenerate journals/reference/ from real lab runs
+	mkdir -p journals/reference
+	for exp in wrong-identity issuance-partition; do \
+	  KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
+	    $(BIN)/chaos --no-version-check run --journal-path journals/reference/$$exp.json \
+	    experiments/$$exp.json || exit 1; \
+	done
 
 smoke: lab-up ## the smoke experiment (no fault) against the lab, journal in journals/
 	mkdir -p journals

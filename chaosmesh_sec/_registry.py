@@ -20,6 +20,7 @@ ACTIVITY_MODULES: Final[tuple[tuple[str, ActivityKind], ...]] = (
     ("chaosmesh_sec.probes.control_plane", "probe"),
     ("chaosmesh_sec.probes.issuance", "probe"),
     ("chaosmesh_sec.probes.matrix", "probe"),
+    ("chaosmesh_sec.probes.sidecar_certs", "probe"),
     ("chaosmesh_sec.faults.istiod", "action"),
     ("chaosmesh_sec.faults.churn", "action"),
     ("chaosmesh_sec.faults.cni", "action"),

@@ -10,7 +10,13 @@ from typing import Any
 
 from chaosmesh_sec.errors import InvalidInput
 
-__all__ = ["dns_label", "dns_subdomain", "label_selector", "non_negative_int"]
+__all__ = [
+    "dns_label",
+    "dns_subdomain",
+    "label_selector",
+    "non_negative_int",
+    "optional_dns_label",
+]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -89,3 +95,10 @@ def _split_terms(selector: str) -> list[str]:
             current.append(char)
     terms.append("".join(current))
     return terms
+
+
+def optional_dns_label(name: str, value: Any) -> str:
+    """A DNS label, or "" for "not given" (names of baselines kept within a run)."""
+    if not isinstance(value, str):
+        raise InvalidInput(name, f"must be a string, got {type(value).__name__}")
+    return dns_label(name, value) if value else ""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
+from kubernetes.client import exceptions as k8s_exceptions
+
 from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, apps_v1, core_v1
@@ -390,10 +392,24 @@ def _found(core: Any, namespace: str, pod: Any, result: JSONObject) -> None:
     result["found"] = True
     result["recycled_ip"] = fresh.status.pod_ip
     result["pod"] = wl.pod_brief(fresh)
-    # So that later activities can find it: `<hunter selector>,chaosmesh-sec.io/recycled-from`
-    patch = {"metadata": {"labels": {RECYCLED_FROM: result["victim"]}}}
-    with api_errors(f"label pod {namespace}/{fresh.metadata.name}"):
-        core.patch_namespaced_pod(fresh.metadata.name, namespace, patch)
+    # So that later activities can find it: `<hunter selector>,chaosmesh-sec.io/recycled-from`;
+    # the label leaves the pod an earlier hunt found, so it names this one only.
+    with api_errors(f"list pods labelled {RECYCLED_FROM} in {namespace!r}"):
+        earlier = core.list_namespaced_pod(namespace, label_selector=RECYCLED_FROM).items
+    for pod in earlier:
+        if pod.metadata.uid != fresh.metadata.uid:
+            _label(core, pod.metadata.name, namespace, None)
+    _label(core, fresh.metadata.name, namespace, result["victim"])
+
+
+def _label(core: Any, name: str, namespace: str, value: str | None) -> None:
+    patch = {"metadata": {"labels": {RECYCLED_FROM: value}}}
+    with api_errors(f"label pod {namespace}/{name}"):
+        try:
+            core.patch_namespaced_pod(name, namespace, patch)
+        except k8s_exceptions.ApiException as exc:
+            if exc.status != 404:  # gone since: nothing to label
+                raise
 
 
 def _delete_pods(core: Any, namespace: str, selector: str) -> set[str]:

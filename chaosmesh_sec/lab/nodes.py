@@ -31,7 +31,8 @@ logger = logging.getLogger("chaostoolkit")
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 KWOK_CRDS = ("execs", "portforwards", "logs")
 KWOK_POD_STAGES = ("pod-delete",)  # pod-ready is ours; no pod-complete: the agent reports exits
-KIT = "wrong-identity"
+KITS = ("wrong-identity", "team-isolation")
+PILOT_AGENT = "chaosmesh_sec.lab.standins.pilot_agent"
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 Progress = Callable[[str], None]
@@ -68,6 +69,9 @@ def _exec_shims(paths: LabPaths) -> Path:
         "# chaosmesh-sec lab: `kubectl exec` lands here; enter the container's namespaces.\n"
         "name=${0##*/}\n"
         f"PATH={':'.join(STANDARD_PATH)}; export PATH\n"
+        # pilot-agent has no binary here: the lab's stand-in answers `request GET ...`
+        f'if [ "$name" = pilot-agent ]; then set -- -m {PILOT_AGENT} "$@"\n'
+        f"  name={sys.executable}; fi\n"
         "t=$CMSLAB_EXEC_TARGET\n"
         'if [ -n "$t" ] && [ -f "$t/pid" ]; then\n'
         '  pid=$(cat "$t/pid")\n'
@@ -79,6 +83,9 @@ def _exec_shims(paths: LabPaths) -> Path:
         'exec "$name" "$@"\n'
     )
     dispatcher.chmod(0o755)
+    pilot_agent = shims / "pilot-agent"
+    if not pilot_agent.is_symlink():
+        pilot_agent.symlink_to(".dispatch")
     for d in STANDARD_PATH:
         if not os.path.isdir(d):
             continue
@@ -303,12 +310,13 @@ def start(
         90,
         paths.logs,
     )
-    progress("cilium stand-in Ready on every node; deploying the probe kit (wrong-identity)")
     client, server = topo.nodes[0].name, topo.nodes[1].name
-    kit.apply(
-        KIT,
-        client_node=client,
-        server_node=server,
-        configuration={"kubeconfig_path": str(paths.admin_kubeconfig)},
-    )
-    progress(f"probe kit {KIT} available (clients on {client}, servers on {server})")
+    for name in KITS:
+        progress(f"deploying the probe kit {name} (clients on {client}, servers on {server})")
+        kit.apply(
+            name,
+            client_node=client,
+            server_node=server,
+            configuration={"kubeconfig_path": str(paths.admin_kubeconfig)},
+        )
+    progress(f"probe kits available: {', '.join(KITS)}")

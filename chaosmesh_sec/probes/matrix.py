@@ -24,15 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes.stream import stream
-
 from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
 from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.probes import _matrix_model as mm
+from chaosmesh_sec.probes._exec import exec_in_pod
 
 __all__ = ["identity_matrix"]
 
@@ -85,8 +83,8 @@ def identity_matrix(
     narrowing = _narrowing(narrow_sources, parsed)
     wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
     fail_on_fail_open = wl.boolean("fail_on_fail_open", fail_on_fail_open)
-    record_as = _baseline_name("record_as", record_as)
-    compare_to = _baseline_name("compare_to", compare_to)
+    record_as = _validate.optional_dns_label("record_as", record_as)
+    compare_to = _validate.optional_dns_label("compare_to", compare_to)
     parallel = wl.positive_int("parallel", parallel)
     if parallel > MAX_PARALLEL:
         raise InvalidInput("parallel", f"must be <= {MAX_PARALLEL}, got {parallel}")
@@ -202,12 +200,6 @@ def _narrowing(value: Any, matrix: mm.Matrix) -> dict[str, str]:
     return out
 
 
-def _baseline_name(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(name, f"must be a string, got {type(value).__name__}")
-    return _validate.dns_label(name, value) if value else ""
-
-
 def _and(selector: str, extra: str | None) -> str:
     return f"{selector},{extra}" if extra else selector
 
@@ -244,30 +236,9 @@ def _pick_pod(core: Any, namespace: str, selector: str, role: str, wait_seconds:
 def _exec(
     config: Any, pod: Any, container: str | None, argv: list[str], cell: mm.Cell
 ) -> mm.Evidence:
-    """Run ``argv`` in the pod; its output as evidence (exec failures are evidence too).
-
-    A client of its own per call: ``kubernetes.stream`` swaps the client's request
-    function while it runs, which is not safe to share between threads.
-    """
-    api = k8s.ApiClient(config)
+    """Run ``argv`` in the pod; its output as evidence (exec failures are evidence too)."""
     try:
-        resp = stream(
-            k8s.CoreV1Api(api).connect_get_namespaced_pod_exec,
-            pod.metadata.name,
-            pod.metadata.namespace,
-            container=container or pod.spec.containers[0].name,
-            command=argv,
-            stderr=True,
-            stdin=False,
-            stdout=True,
-            tty=False,
-            _preload_content=False,
-        )
-        resp.run_forever(timeout=cell.destination.timeout_seconds + 15)
-        out, err = resp.read_stdout(), resp.read_stderr()
-        resp.close()
-        return mm.parse_curl_output(out or "", err or "")
+        out, err = exec_in_pod(config, pod, container, argv, cell.destination.timeout_seconds + 15)
     except Exception as exc:  # noqa: BLE001 - the cell's verdict is `error`, with why
         return mm.Evidence.exec_failed(f"exec in {pod.metadata.name}: {exc}")
-    finally:
-        api.close()
+    return mm.parse_curl_output(out, err)

@@ -109,8 +109,12 @@ def test_without_a_partition_a_recycled_ip_gets_no_old_rights(lab: Path) -> None
     """The control case: the L4 agent hears about the new pod, its cache stays right,
     and the pod holding sleep-v1's old IP is denied by the network, as sleep-v2."""
     matrix.identity_matrix(matrix="wrong-identity", record_as="fresh", wait_seconds=60)
-    hunt = churn.hunt_recycled_ip(victim="sleep-v1", hunter="sleep-v2", namespace=NS)
+    # more hunter pods, more draws of a free IP per round (the lab's IPAM picks at random)
+    churn.scale_deployment(name="sleep-v2", replicas=6, namespace=NS, wait_ready=False)
     try:
+        hunt = churn.hunt_recycled_ip(
+            victim="sleep-v1", hunter="sleep-v2", namespace=NS, max_rounds=20
+        )
         assert hunt["found"] is True, hunt["reason"]
         result = matrix.identity_matrix(
             matrix="wrong-identity",
@@ -125,3 +129,4 @@ def test_without_a_partition_a_recycled_ip_gets_no_old_rights(lab: Path) -> None
         assert cell["verdict"] == "denied_by_network" and cell["layer_change"] is None
     finally:
         churn.restore_replicas(name="sleep-v1", namespace=NS, timeout_seconds=60)
+        churn.restore_replicas(name="sleep-v2", namespace=NS, timeout_seconds=60)

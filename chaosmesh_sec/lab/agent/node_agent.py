@@ -40,6 +40,7 @@ class PodState:
     pod_dir: Path
     netns: str
     pod_ip: str = ""
+    probe_failures: int = 0
     processes: dict[str, ContainerProcess] = field(default_factory=dict)
     pumps: list[CriLogPump] = field(default_factory=list)
     gone: bool = False
@@ -308,11 +309,21 @@ class NodeAgent:
         ]
         if not probes or pod.status.phase != "Running":
             return
-        ready = all(_http_ok(pod.status.pod_ip, p.port, p.path or "/") for p in probes)
+        passed = all(_http_ok(pod.status.pod_ip, p.port, p.path or "/") for p in probes)
+        # As a kubelet: Ready after one success, not Ready after failureThreshold
+        # failures in a row (3 unless the probe says otherwise).
+        state.probe_failures = 0 if passed else state.probe_failures + 1
+        threshold = min(
+            (c.readiness_probe.failure_threshold or 3)
+            for c in pod.spec.containers
+            if c.readiness_probe is not None and c.readiness_probe.http_get is not None
+        )
+        current = _condition_true(pod, "Ready")
+        ready = passed or (current and state.probe_failures < threshold)
         # Compare with the pod as the API has it, not with what this agent last wrote:
         # the node lifecycle controller sets Ready=False on the pods of a NotReady node,
         # and a kubelet sets it back once it reports again.
-        if ready != _condition_true(pod, "Ready"):
+        if ready != current:
             self._set_ready(state, pod, ready)
 
     def _set_ready(self, state: PodState, pod: Any, ready: bool) -> None:

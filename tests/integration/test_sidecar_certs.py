@@ -1,0 +1,67 @@
+"""Proxies' certificates, read as a person would (``pilot-agent request GET certs``).
+
+The lab's sidecar stand-in holds a certificate istiod issued for its pod's
+ServiceAccount; the probe reads it through exec, checks the identity and expiry, and
+tells rotation apart across a check (a workload with a short certificate lifetime).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from chaosmesh_sec import kit
+from chaosmesh_sec.probes import sidecar_certs
+from tests.lab_fixtures import eventually
+
+
+def test_every_kit_proxy_holds_a_fresh_certificate_for_its_own_identity(lab: Path) -> None:
+    result = sidecar_certs.proxy_certificates(namespace="default", min_valid_seconds=60)
+    assert result["ok"] is True, result["reason"]
+    by_pod = {p["pod"]: p for p in result["proxies"]}
+    assert len(by_pod) >= 4
+    for name, proxy in by_pod.items():
+        account = name.rsplit("-", 2)[0]  # sleep-v1-<hash>-<id> -> sleep-v1
+        assert proxy["identity"] == f"spiffe://cluster.local/ns/default/sa/{account}"
+        assert proxy["spiffe_uris"] == [proxy["identity"]]
+        assert proxy["seconds_left"] > 60 and proxy["serial"]
+    assert len({p["serial"] for p in result["proxies"]}) == len(result["proxies"])
+
+
+def _short_lived(api: client.ApiClient, namespace: str) -> None:
+    """The kit's sleep-v1, in ``namespace``, asking istiod for 20-second certificates."""
+    docs = kit.documents("wrong-identity")
+    [dep] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "sleep-v1"]
+    dep = copy.deepcopy(dep)
+    dep["metadata"]["namespace"] = namespace
+    pod_spec = dep["spec"]["template"]["spec"]
+    pod_spec.pop("serviceAccountName")
+    proxy = next(c for c in pod_spec["containers"] if c["name"] == "istio-proxy")
+    proxy["env"].append({"name": "CERT_VALIDITY_SECONDS", "value": "20"})
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, dep)
+
+
+def test_rotation_is_seen_across_checks(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    _short_lived(api, namespace)
+
+    def ready() -> Any:
+        result = sidecar_certs.proxy_certificates(namespace=namespace, record_as="short")
+        return result if result["ok"] else None
+
+    first = eventually(ready, 90, "the short-lived proxy's certificate")
+    [proxy] = first["proxies"]
+    assert proxy["identity"] == f"spiffe://cluster.local/ns/{namespace}/sa/default"
+    assert proxy["seconds_left"] <= 20
+
+    def rotated() -> Any:  # the stand-in renews at half the lifetime
+        rotation = sidecar_certs.certificate_rotation(compare_to="short", namespace=namespace)
+        return rotation if rotation["rotated"] else None
+
+    rotation = eventually(rotated, 40, "a new certificate")
+    assert rotation["rotated"] == [proxy["pod"]], rotation
+    assert rotation["all_rotated"] is True and rotation["kept"] == []
