@@ -20,6 +20,7 @@ __all__ = [
     "delete_pod_netns",
     "lab_netns",
     "pod_netns_name",
+    "readdress_pod_netns",
     "setup",
     "teardown",
 ]
@@ -129,6 +130,20 @@ def create_pod_netns(node: Node, pod_uid: str, pod_ip: str) -> str:
     run(["ip", "route", "add", "default", "via", POD_GATEWAY, "dev", "eth0"], netns=ns)
     logger.debug("pod netns %s (%s) on %s", ns, pod_ip, node.name)
     return ns
+
+
+def readdress_pod_netns(pod_uid: str, old_ip: str, new_ip: str) -> None:
+    """Move a pod's namespace to the IP its status now gives (run inside the node).
+
+    kwok may give a pod another IP after the agent set it up (it retries its status
+    update with a fresh address when the first one conflicted).
+    """
+    ns, veth = pod_netns_name(pod_uid), _pod_veth(pod_uid)
+    run_ok(["ip", "route", "del", f"{old_ip}/32", "dev", veth])
+    run(["ip", "route", "replace", f"{new_ip}/32", "dev", veth])
+    run_ok(["ip", "addr", "del", f"{old_ip}/32", "dev", "eth0"], netns=ns)
+    run(["ip", "addr", "add", f"{new_ip}/32", "dev", "eth0"], netns=ns)
+    logger.info("pod netns %s moved from %s to %s", ns, old_ip, new_ip)
 
 
 def delete_pod_netns(pod_uid: str) -> None:

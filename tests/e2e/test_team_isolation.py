@@ -36,3 +36,26 @@ def test_only_team_a_reaches_team_a_through_the_faults(
         assert out[check]["holds"] is True and out[check]["layer_changes"] == []
     [after, _] = run["steady_states"]["after"]["probes"]
     assert after["output"]["holds"] is True
+
+
+def test_a_source_with_no_running_pod_stops_the_run_before_any_fault(
+    lab: Path, tmp_path: Path, three_ready: list[Any]
+) -> None:
+    """A matrix naming a workload that has no pod: the steady-state check says so
+    (InvalidInput naming the source) and no fault is injected."""
+    bad = tmp_path / "ghost.matrix.yaml"
+    bad.write_text(
+        "name: ghost\nsources:\n  ghost: {namespace: team-a, selector: app=ghost}\n"
+        "destinations:\n  httpbin-a: {url: 'http://httpbin.team-a:8000/ip'}\n"
+        "expect: {ghost: {httpbin-a: allowed}}\n"
+    )
+    run = chaos_run(
+        EXPERIMENTS / "team-isolation.json",
+        lab,
+        tmp_path / "journal.json",
+        {"matrix": str(bad), "ready_wait_seconds": 0},
+    )
+    assert run["status"] == "failed" and run["run"] == []
+    [probe, *_] = run["steady_states"]["before"]["probes"]
+    assert probe["status"] == "failed"
+    assert "'ghost': no Ready pod matches 'app=ghost'" in "".join(probe["exception"])

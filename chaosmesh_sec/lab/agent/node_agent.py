@@ -109,6 +109,17 @@ class NodeAgent:
                 logger.warning("lab agent %s: watch interrupted: %s", self.node.name, exc)
                 time.sleep(2)
 
+    def _readdress(self, state: PodState, pod_ip: str) -> None:
+        try:
+            network.readdress_pod_netns(state.uid, state.pod_ip, pod_ip)
+        except Exception:
+            logger.exception(
+                "lab agent %s: could not move %s to %s", self.node.name, state.name, pod_ip
+            )
+            return
+        state.pod_ip = pod_ip
+        self.services.write_hosts(state.pod_dir / "hosts", state.namespace, state.name, pod_ip)
+
     def _hosts_files(self) -> list[tuple[Path, str, str, str]]:
         with self.lock:
             return [
@@ -144,7 +155,12 @@ class NodeAgent:
         if pod.metadata.deletion_timestamp is not None:
             self._teardown(uid)
             return
-        if uid in self.pods or not pod.status.pod_ip:
+        state = self.pods.get(uid)
+        if state is not None:
+            if state.netns and pod.status.pod_ip and pod.status.pod_ip != state.pod_ip:
+                self._readdress(state, pod.status.pod_ip)
+            return
+        if not pod.status.pod_ip:
             return
         if pod.status.phase in ("Succeeded", "Failed"):
             return
