@@ -1,7 +1,10 @@
-"""``chaosmesh-sec``: the pack's command line (``lab``, ``kit``, ``rollback``, ``reference``)."""
+"""``chaosmesh-sec``: the pack's command line (``lab``, ``kit``, ``gameday``, ``report``,
+``rollback``, ``reference``)."""
 
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -87,6 +90,78 @@ def reference() -> None:
     from chaosmesh_sec.reference import activity_reference
 
     click.echo(activity_reference(), nl=False)
+
+
+class _GamedayCommand(click.Command):
+    """Usage errors exit 4 (the plan is invalid), not click's 2 (which means "not applied")."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.show()
+            ctx.exit(4)
+
+
+@main.command(cls=_GamedayCommand)
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("journals"),
+    show_default=True,
+    help="Base directory; the game day writes into <out>/<YYYY-MM-DD>-<plan name>/.",
+)
+@click.option(
+    "--var-file",
+    "var_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A chaos var-file ({configuration: ...}) for every experiment; repeatable.",
+)
+@click.option(
+    "--var",
+    "var_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A configuration value for every experiment (JSON-typed: 30, true); wins over all.",
+)
+@click.option("--yes", is_flag=True, help="Never wait at pause_before: prompt (unattended).")
+@click.option("--quiet", is_flag=True, help="Keep chaos's output in <NN>-<experiment>.out.")
+@click.option("--check", "check_only", is_flag=True, help="Only validate the plan (exit 0 or 4).")
+def gameday(source: Path, **options: Any) -> None:
+    """Run a game day: every experiment of SOURCE (a plan file or a directory), in order.
+
+    Exit code: 0 every hypothesis held, 1 one deviated (or a fail-open), 2 a fault could
+    not be applied, 3 a rollback failed, 4 the plan is invalid (nothing ran).
+    """
+    from chaosmesh_sec import gameday as gd
+
+    sys.exit(gd.main(source, **options))
+
+
+@main.command()
+@click.argument("journals", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write report.html, report.md and junit.xml in (created if needed).",
+)
+@click.option("--title", default="", help="The report's title (default: from the first run's day).")
+def report(journals: tuple[Path, ...], out_dir: Path, title: str) -> None:
+    """Render Chaos Toolkit JOURNALS as report.html, report.md and junit.xml."""
+    from chaosmesh_sec.report import write_reports
+
+    try:
+        written = write_reports(journals, out_dir, title)
+    except (ChaosMeshSecError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo("\n".join(str(path) for path in written.values()))
 
 
 main.add_command(lab)

@@ -1,0 +1,347 @@
+"""Inline SVG figures: the identity-matrix heatmap, its legend, the issuance timeline.
+
+Each function returns one ``<svg>`` element as text, for an HTML page (no script, no
+external reference; sized in pixels with a viewBox, so it scales and prints). Every
+text is escaped, and scrubbed once more. The figures carry their numbers in ``data-``
+attributes (a cell's verdict, a sample's time, a fault window's bounds), so what is
+drawn can be checked against the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from html import escape
+
+from chaosmesh_sec.report import describe
+from chaosmesh_sec.report.model import MatrixCell, MatrixView, Sample, Timeline, Window
+from chaosmesh_sec.report.scrub import scrub
+
+__all__ = [
+    "FAIL_OPEN_COLOUR",
+    "VERDICT_COLOURS",
+    "heatmap",
+    "matrix_legend",
+    "timeline",
+]
+
+logger = logging.getLogger("chaostoolkit")
+
+VERDICT_COLOURS = {
+    "allowed": "#bfe3c0",
+    "denied_by_mesh": "#b9d3f2",
+    "denied_by_network": "#d9c9ee",
+    "mtls_failure": "#f9d9a6",
+    "error": "#d4d4d4",
+}
+"""A light fill per cell verdict (dark text stays readable on each, in print too)."""
+FAIL_OPEN_COLOUR = "#c00018"
+NOT_OK_COLOUR = "#8a4b00"
+CHANGE_COLOUR = "#5b2a86"
+OK_MARK = "#1a7f37"
+FAILED_MARK = "#c62828"
+WINDOW_FILL = "#f2a33a"
+WINDOW_STROKE = "#b86e00"
+INK = "#1b1f24"
+MUTED = "#57606a"
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+CHAR_W = 7.0  # px per character at 12 px (a generous average, so labels fit)
+BOLD_CHAR_W = 7.8
+
+CELL_W, CELL_H = 156, 68
+LANE_H, TIMELINE_W = 46, 920
+_XOf = Callable[[float], float]
+
+
+def _e(value: object) -> str:
+    """Escaped (and scrubbed) text for SVG content or a quoted attribute."""
+    return escape(scrub(str(value)), quote=True)
+
+
+def _n(value: float) -> str:
+    """A coordinate: at most two decimals."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _svg(width: float, height: float, label: str, body: Iterable[str], cls: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" width="{_n(width)}" '
+        f'height="{_n(height)}" viewBox="0 0 {_n(width)} {_n(height)}" role="img" '
+        f'aria-label="{_e(label)}" font-family="{FONT}" fill="{INK}">'
+        f"<title>{_e(label)}</title>{''.join(body)}</svg>"
+    )
+
+
+def _text(x: float, y: float, text: str, size: int = 12, **attrs: str) -> str:
+    extra = "".join(f' {k.replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
+    return f'<text x="{_n(x)}" y="{_n(y)}" font-size="{size}"{extra}>{_e(text)}</text>'
+
+
+# ---------------------------------------------------------------- heatmap
+
+
+def heatmap(view: MatrixView) -> str:
+    """The matrix check as a grid: rows are sources, columns destinations, colour the verdict.
+
+    Each cell shows its verdict, the expectation (small), a layer change (``was ...``)
+    and, for a fail-open, a thick red border and ``FAIL-OPEN``. A check that returned
+    no cells (it raised) draws a note instead.
+    """
+    label = f"{view.phase}: {view.probe} ({view.matrix})"
+    if not view.cells:
+        note = "no cells in the journal" + (f": {view.error}" if view.error else "")
+        width = max(320.0, CHAR_W * 0.85 * len(note) + 24)
+        body = [_text(12, 24, describe.clip(note, 120), 12, fill=MUTED)]
+        return _svg(width, 40, label, body, "heatmap")
+    col_w = max(CELL_W, BOLD_CHAR_W * max(len(d) for d in view.destinations) + 20)
+    left = max(90.0, BOLD_CHAR_W * max(len(s) for s in view.sources) + 24)
+    top = 40
+    width = left + col_w * len(view.destinations) + 4
+    height = top + CELL_H * len(view.sources) + 4
+    body = [
+        _text(left - 10, 14, "source ↓", 10, fill=MUTED, text_anchor="end"),
+        _text(left + 4, 14, "destination →", 10, fill=MUTED),
+    ]
+    for j, dest in enumerate(view.destinations):
+        x = left + j * col_w + col_w / 2
+        body.append(_text(x, top - 10, dest, 12, font_weight="600", text_anchor="middle"))
+    for i, source in enumerate(view.sources):
+        y = top + i * CELL_H
+        body.append(
+            _text(left - 10, y + CELL_H / 2 + 4, source, 12, font_weight="600", text_anchor="end")
+        )
+        for j, dest in enumerate(view.destinations):
+            x = left + j * col_w
+            body.append(_cell(view, view.cell(source, dest), source, dest, x, y, col_w))
+    return _svg(width, height, label, body, "heatmap")
+
+
+def _cell(
+    view: MatrixView,
+    cell: MatrixCell | None,
+    source: str,
+    dest: str,
+    x: float,
+    y: float,
+    w: float,
+) -> str:
+    cid = f"{source} -> {dest}"
+    cx, inner_w, inner_h = x + w / 2, w - 6, CELL_H - 6
+    if cell is None:
+        return (
+            f'<g class="cell" data-cell="{_e(cid)}" data-verdict="" data-phase="{_e(view.phase)}">'
+            f"<title>{_e(cid)}: not checked</title>"
+            f'<rect x="{_n(x + 3)}" y="{_n(y + 3)}" width="{_n(inner_w)}" height="{inner_h}" '
+            f'fill="#ffffff" stroke="#c8c8c8" stroke-dasharray="4 3"/>'
+            f"{_text(cx, y + CELL_H / 2 + 4, 'not checked', 10, fill=MUTED, text_anchor='middle')}"
+            "</g>"
+        )
+    fill = VERDICT_COLOURS.get(cell.verdict, "#ffffff")
+    if cell.fail_open:
+        stroke = f'stroke="{FAIL_OPEN_COLOUR}" stroke-width="5"'
+    elif not cell.ok:
+        stroke = f'stroke="{NOT_OK_COLOUR}" stroke-width="3" stroke-dasharray="6 3"'
+    else:
+        stroke = 'stroke="#ffffff" stroke-width="1"'
+    tip = [cid, f"verdict: {cell.verdict} (expected {cell.expected})"]
+    if cell.layer_change:
+        tip.append(f"layer change: {cell.layer_change}")
+    if cell.layer_mismatch:
+        tip.append("denied by another layer than the one expected")
+    if cell.evidence:
+        tip.append(cell.evidence)
+    parts = [
+        f'<g class="cell" data-cell="{_e(cid)}" data-verdict="{_e(cell.verdict)}" '
+        f'data-expected="{_e(cell.expected)}" data-ok="{str(cell.ok).lower()}" '
+        f'data-fail-open="{str(cell.fail_open).lower()}" '
+        f'data-layer-change="{_e(cell.layer_change or "")}" data-phase="{_e(view.phase)}">',
+        f"<title>{_e(chr(10).join(tip))}</title>",
+        f'<rect x="{_n(x + 3)}" y="{_n(y + 3)}" width="{_n(inner_w)}" height="{inner_h}" '
+        f'rx="3" fill="{fill}" {stroke}/>',
+    ]
+    if cell.fail_open:
+        parts.append(
+            _text(
+                cx,
+                y + 18,
+                "FAIL-OPEN",
+                12,
+                font_weight="800",
+                fill=FAIL_OPEN_COLOUR,
+                text_anchor="middle",
+            )
+        )
+    elif not cell.ok:
+        flag = "UNEXPECTED DENY" if cell.unexpected_deny else "NOT AS EXPECTED"
+        parts.append(
+            _text(cx, y + 17, flag, 9, font_weight="700", fill=NOT_OK_COLOUR, text_anchor="middle")
+        )
+    parts.append(_text(cx, y + 33, cell.verdict, 12, font_weight="700", text_anchor="middle"))
+    expected = f"expected {cell.expected}" + (" (other layer)" if cell.layer_mismatch else "")
+    parts.append(_text(cx, y + 47, expected, 10, fill=MUTED, text_anchor="middle"))
+    if cell.layer_change:
+        was = f"Δ was {cell.baseline}" if cell.baseline else f"Δ {cell.layer_change}"
+        parts.append(
+            _text(
+                cx, y + 60, was, 10, font_style="italic", fill=CHANGE_COLOUR, text_anchor="middle"
+            )
+        )
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def matrix_legend(max_width: float = 760) -> str:
+    """The heatmap's key: a swatch per verdict, the fail-open mark, the layer-change mark."""
+    items: list[tuple[str, str]] = [(v, f'fill="{c}"') for v, c in VERDICT_COLOURS.items()]
+    items.append(
+        (
+            "FAIL-OPEN (a deny expected, it got through)",
+            f'fill="#ffffff" stroke="{FAIL_OPEN_COLOUR}" stroke-width="4"',
+        )
+    )
+    items.append(
+        (
+            "not as expected",
+            f'fill="#ffffff" stroke="{NOT_OK_COLOUR}" stroke-width="2" stroke-dasharray="4 2"',
+        )
+    )
+    body, x, y = [], 4.0, 6.0
+    for label, style in items:
+        advance = 30 + CHAR_W * 0.9 * len(label) + 14
+        if x + advance > max_width and x > 4:
+            x, y = 4.0, y + 24
+        body.append(f'<rect x="{_n(x + 2)}" y="{_n(y + 2)}" width="20" height="14" {style}/>')
+        body.append(_text(x + 30, y + 14, label, 12))
+        x += advance
+    change = "Δ was …: the verdict changed since the baseline (a layer change)"
+    if x + 30 + CHAR_W * 0.9 * len(change) > max_width:
+        x, y = 4.0, y + 24
+    body.append(_text(x + 2, y + 14, change, 12, font_style="italic", fill=CHANGE_COLOUR))
+    return _svg(max_width, y + 26, "legend of the identity-matrix heatmaps", body, "legend")
+
+
+# ---------------------------------------------------------------- timeline
+
+
+def _ticks(span: float, most: int = 10) -> list[float]:
+    steps = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+    step = next((s for s in steps if span / s <= most), steps[-1])
+    return [i * step for i in range(int(span / step) + 1)]
+
+
+def _latency_scale(values: Sequence[float]) -> tuple[float, float]:
+    """log10 bounds of the latencies (whole decades)."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return 0.0, 1.0
+    lo, hi = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    return float(lo), float(hi if hi > lo else lo + 1)
+
+
+def timeline(view: Timeline) -> str:
+    """The issuance timeline: a lane per target, a mark per sample, the faults shaded.
+
+    x is seconds since the sampling started; a green dot is a certificate issued, a
+    red square a failure (its gRPC code in the hover title); the mark's height in its
+    lane is the request's latency (log scale, shared by the lanes). Each fault window
+    is a shaded band over every lane, labelled above them.
+    """
+    span = view.span_s or 1.0
+    longest = max((len(t) for t in view.targets), default=8)
+    left = min(320.0, max(150.0, BOLD_CHAR_W * longest + 24))
+    right = 24.0
+    top = 16.0 + 16 * len(view.windows)
+    plot_w = TIMELINE_W - left - right
+    lanes_h = LANE_H * max(1, len(view.targets))
+    height = top + lanes_h + 40
+
+    def x_of(t: float) -> float:
+        return left + plot_w * min(max(t / span, 0.0), 1.0)
+
+    lo, hi = _latency_scale([s.latency_ms for s in view.samples if s.latency_ms is not None])
+
+    def y_of(lane: int, latency: float | None) -> float:
+        bottom = top + (lane + 1) * LANE_H - 8
+        if latency is None or latency <= 0:
+            return bottom
+        share = (math.log10(latency) - lo) / (hi - lo)
+        return bottom - (LANE_H - 16) * min(max(share, 0.0), 1.0)
+
+    body: list[str] = []
+    for i in range(len(view.targets)):
+        shade = "#f4f6f8" if i % 2 == 0 else "#ffffff"
+        body.append(
+            f'<rect x="{_n(left)}" y="{_n(top + i * LANE_H)}" width="{_n(plot_w)}" '
+            f'height="{LANE_H}" fill="{shade}"/>'
+        )
+    for t in _ticks(span):
+        x = x_of(t)
+        body.append(
+            f'<line x1="{_n(x)}" y1="{_n(top)}" x2="{_n(x)}" y2="{_n(top + lanes_h)}" '
+            'stroke="#d0d7de" stroke-width="1"/>'
+        )
+        body.append(_text(x, top + lanes_h + 16, f"{t:g} s", 11, fill=MUTED, text_anchor="middle"))
+    body.extend(_window(w, i, x_of, span, top, lanes_h) for i, w in enumerate(view.windows))
+    summaries = {s.target: s for s in view.summary}
+    for lane, target in enumerate(view.targets):
+        y = top + lane * LANE_H
+        body.append(_text(left - 10, y + 19, target, 12, font_weight="600", text_anchor="end"))
+        s = summaries.get(target)
+        if s is not None:
+            rate = f"{describe.number(s.issued) or 0:g}/{describe.number(s.attempts) or 0:g} issued"
+            rate += f" · {describe.percent(s.success_rate)}" if s.success_rate is not None else ""
+            colour = FAILED_MARK if (s.success_rate or 0.0) < 1.0 else MUTED
+            body.append(_text(left - 10, y + 35, rate, 11, fill=colour, text_anchor="end"))
+        samples = sorted((s for s in view.samples if s.target == target), key=lambda s: s.t)
+        points = " ".join(f"{_n(x_of(s.t))},{_n(y_of(lane, s.latency_ms))}" for s in samples)
+        if len(samples) > 1:
+            body.append(
+                f'<polyline points="{points}" fill="none" stroke="#8c959f" stroke-width="1"/>'
+            )
+        body.extend(_mark(s, x_of(s.t), y_of(lane, s.latency_ms)) for s in samples)
+    axis = (
+        "seconds since sampling started · mark height: latency, log scale "
+        f"{describe.millis(10**lo)} to {describe.millis(10**hi)}"
+    )
+    body.append(_text(left, top + lanes_h + 34, axis, 11, fill=MUTED))
+    label = f"issuance timeline: {view.probe}"
+    return _svg(TIMELINE_W, height, label, body, "timeline")
+
+
+def _window(w: Window, row: int, x_of: _XOf, span: float, top: float, lanes_h: float) -> str:
+    visible = w.end_s >= 0 and w.start_s <= span
+    x0, x1 = x_of(w.start_s), x_of(w.end_s)
+    width = max(x1 - x0, 2.0) if visible else 0.0
+    what = f"{w.name}: {describe.seconds(w.start_s)} to {describe.seconds(w.end_s)} ({w.ended_by})"
+    if not visible:
+        what += ", outside the sampling"
+    label_y = 12 + 16 * row
+    return (
+        f'<g class="fault-window" data-fault="{_e(w.name)}" data-func="{_e(w.func)}" '
+        f'data-start-s="{w.start_s:.3f}" data-end-s="{w.end_s:.3f}" '
+        f'data-ended-by="{_e(w.ended_by)}"><title>{_e(what)}</title>'
+        f'<rect x="{_n(x0)}" y="{_n(top)}" width="{_n(width)}" height="{_n(lanes_h)}" '
+        f'fill="{WINDOW_FILL}" fill-opacity="0.22" stroke="{WINDOW_STROKE}" '
+        'stroke-dasharray="5 3"/>'
+        f'<line x1="{_n(x0)}" y1="{_n(label_y + 2)}" x2="{_n(x0)}" y2="{_n(top)}" '
+        f'stroke="{WINDOW_STROKE}" stroke-width="1"/>'
+        f"{_text(x0 + 4, label_y, '⚡ ' + describe.clip(what, 110), 11, fill=WINDOW_STROKE)}</g>"
+    )
+
+
+def _mark(sample: Sample, x: float, y: float) -> str:
+    tip = f"t={sample.t:g} s · {sample.target} · {sample.code or '?'}"
+    if sample.latency_ms is not None:
+        tip += f" · {describe.millis(sample.latency_ms)}"
+    if sample.pod:
+        tip += f" · pod {sample.pod}"
+    attrs = (
+        f'class="sample" data-t="{sample.t:g}" data-target="{_e(sample.target)}" '
+        f'data-issued="{str(sample.issued).lower()}" data-code="{_e(sample.code)}"'
+    )
+    if sample.issued:
+        shape = f'<circle cx="{_n(x)}" cy="{_n(y)}" r="3.5" fill="{OK_MARK}"/>'
+    else:
+        shape = f'<rect x="{_n(x - 4)}" y="{_n(y - 4)}" width="8" height="8" fill="{FAILED_MARK}"/>'
+    return f"<g {attrs}><title>{_e(tip)}</title>{shape}</g>"
