@@ -58,11 +58,13 @@ flagship: lab-up ## the main job: the flagship experiment against the lab, journ
 
 reference-journals: lab-up ## regenerate journals/reference/ from real lab runs
 	mkdir -p journals/reference
-	for exp in wrong-identity issuance-partition; do \
+	for exp in wrong-identity issuance-partition team-isolation; do \
 	  KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
 	    $(BIN)/chaos --no-version-check run --journal-path journals/reference/$$exp.json \
 	    experiments/$$exp.json || exit 1; \
 	done
+	$(BIN)/chaosmesh-sec report journals/reference/*.json --out journals/reference \
+	  --title "chaosmesh-sec reference runs (lab)"
 
 smoke: lab-up ## the smoke experiment (no fault) against the lab, journal in journals/
 	mkdir -p journals

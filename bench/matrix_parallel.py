@@ -87,7 +87,8 @@ def sequential(core: client.CoreV1Api, path: Path) -> float:
     for cell in parsed.cells():
         out, err = exec_in_pod(core.api_client.configuration, pods[cell.source.name], None,
                                cell.command(), 20)  # fmt: skip
-        assert mm.classify(mm.parse_curl_output(out, err)) == "allowed"
+        evidence = mm.parse_curl_output(out, err)
+        assert mm.classify(evidence) == "allowed", (cell.id, evidence)
     return time.perf_counter() - started
 
 
@@ -97,7 +98,10 @@ def main() -> None:
     deploy(core, apps)
     try:
         path = matrix_file()
-        identity_matrix(matrix=str(path), wait_seconds=120)  # warm: every pod Ready
+        deadline = time.monotonic() + 180  # warm: every pod Ready, every Service served
+        while not identity_matrix(matrix=str(path), wait_seconds=120)["holds"]:
+            assert time.monotonic() < deadline, "the bench workloads never all answered"
+            time.sleep(2)
         out: dict[str, list[float]] = {"sequential": [], "parallel_8": [], "parallel_16": []}
         for _ in range(ROUNDS):
             out["sequential"].append(sequential(core, path))
