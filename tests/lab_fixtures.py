@@ -13,12 +13,14 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
 
+from chaosmesh_sec import kit
 from chaosmesh_sec.lab import inspect, manager
 from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.topology import DEFAULT
@@ -147,3 +149,30 @@ def three_ready(core: client.CoreV1Api) -> Iterator[list[client.V1Pod]]:
 @pytest.fixture(scope="session")
 def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
+
+
+@pytest.fixture
+def kit_restored(lab: Path) -> Iterator[None]:
+    """Re-apply the lab's wrong-identity kit after the test (policies it deleted or
+    widened come back)."""
+    yield
+    kit.apply(
+        "wrong-identity",
+        client_node="lab-node-1",
+        server_node="lab-node-2",
+        configuration={"kubeconfig_path": str(lab)},
+    )
+
+
+def wait_lease_renewed(api: client.ApiClient, node: str, timeout: float = 90) -> None:
+    """Wait until ``node``'s lease is renewed after now: once a partition is healed, the
+    node lifecycle controller may still mark the node (and its pods) NotReady for the
+    silence it saw; after a fresh renewal it no longer will."""
+    since = datetime.now(UTC)
+
+    def renewed() -> bool:
+        lease: Any = client.CoordinationV1Api(api).read_namespaced_lease(node, "kube-node-lease")
+        renew = lease.spec.renew_time
+        return renew is not None and renew > since
+
+    eventually(renewed, timeout, f"{node}'s lease to be renewed")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos_runs import EXPERIMENTS, chaos_run, outputs
+from tests.lab_fixtures import wait_lease_renewed
 
 REFUSED = ("DEADLINE_EXCEEDED", "UNAUTHENTICATED")
 
@@ -29,7 +30,7 @@ def _after(run: dict[str, Any], name: str) -> Any:
 
 
 def test_partitioned_replica_stops_issuing_and_the_others_carry_on(
-    lab: Path, tmp_path: Path, three_ready: list[Any]
+    lab: Path, api: Any, tmp_path: Path, three_ready: list[Any]
 ) -> None:
     run = chaos_run(
         EXPERIMENTS / "issuance-partition.json",
@@ -64,6 +65,7 @@ def test_partitioned_replica_stops_issuing_and_the_others_carry_on(
 
     [heal] = run["rollbacks"]
     assert heal["status"] == "succeeded" and heal["output"]["healed"], heal
+    wait_lease_renewed(api, cut)  # before three_ready's check: no late NotReady after us
 
 
 def test_service_path_issues_through_a_two_replica_kill(

@@ -10,9 +10,12 @@ matrix holds again. ``make reference-journals`` keeps such a journal in
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from chaosmesh_sec import gameday
+from chaosmesh_sec.report import write_reports
 from tests.chaos_runs import EXPERIMENTS, chaos_run, outputs
 
 CELL = ("sleep-v2", "helloworld-v1")
@@ -54,3 +57,36 @@ def test_the_l4_layer_is_fooled_and_the_mesh_holds(lab: Path, tmp_path: Path) ->
     assert all(r["status"] == "succeeded" for r in run["rollbacks"])
     [net] = [e for e in run["extensions"] if e["name"] == "chaosmesh-sec-safety-net"]
     assert net["healed"]["nothing_left"] is True
+
+
+def test_a_permissive_mesh_is_caught_fail_open(
+    lab: Path, tmp_path: Path, custom: Any, kit_restored: None
+) -> None:
+    """The probe can fail: allow-nothing removed and helloworld-v1's ALLOW widened to the
+    whole namespace. The stale L4 layer lets the recycled IP through and the mesh no
+    longer stops it: the check during the fault names the fail-open cell, the game
+    day's exit code says deviated, and JUnit carries a failure naming the cell."""
+    custom.delete_namespaced_custom_object(
+        "security.istio.io", "v1", "default", "authorizationpolicies", "allow-nothing"
+    )
+    wide = {"spec": {"rules": [{"from": [{"source": {"namespaces": ["default"]}}]}]}}
+    custom.patch_namespaced_custom_object(
+        "security.istio.io", "v1", "default", "authorizationpolicies", "helloworld-v1", wide
+    )
+    journal = tmp_path / "journal.json"
+    run = chaos_run(
+        EXPERIMENTS / "wrong-identity.json",
+        lab,
+        journal,
+        {"partition_seconds": 90, "settle_seconds": 10},
+        timeout=400,
+    )
+    [during] = [r for r in run["run"] if r["activity"]["name"].startswith("matrix-from")]
+    assert during["status"] == "failed"
+    assert "fail-open cells in wrong-identity: sleep-v2 -> helloworld-v1" in "".join(
+        during["exception"]
+    )
+    assert gameday.journal_exit_code(run) == gameday.EXIT_DEVIATED
+    junit = ET.parse(write_reports([journal], tmp_path / "report")["junit"]).getroot()
+    failures = [f.get("message", "") for f in junit.iter("failure")]
+    assert any("sleep-v2 -> helloworld-v1" in message for message in failures), failures

@@ -7,14 +7,12 @@ every node. Each test that changes a policy puts the kit back as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from chaosmesh_sec import kit
 from chaosmesh_sec.errors import FailOpen
 from chaosmesh_sec.faults import churn
 from chaosmesh_sec.probes import matrix
@@ -25,18 +23,6 @@ NS = "default"
 
 def _cells(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(c["source"], c["destination"]): c for c in result["cells"]}
-
-
-@pytest.fixture
-def kit_restored(lab: Path) -> Iterator[None]:
-    """Re-apply the kit after the test (policies it deleted or widened come back)."""
-    yield
-    kit.apply(
-        "wrong-identity",
-        client_node="lab-node-1",
-        server_node="lab-node-2",
-        configuration={"kubeconfig_path": str(lab)},
-    )
 
 
 def test_the_kit_holds_and_each_deny_names_its_layer(lab: Path) -> None:
