@@ -17,7 +17,7 @@ these signatures.
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,21 +73,7 @@ def certificate_issuance(
     min_issuing_replicas = _validate.non_negative_int("min_issuing_replicas", min_issuing_replicas)
     require_service = wl.boolean("require_service", require_service)
     max_latency_ms = wl.positive_int("max_latency_ms", max_latency_ms)
-    run = _IssuanceRun.checked(
-        namespace,
-        service_account,
-        istiod_namespace,
-        istiod_selector,
-        istiod_service,
-        via,
-        timeout_seconds,
-        token_audience,
-        trust_domain,
-        cluster_id,
-        server_name,
-        configuration,
-        secrets,
-    )
+    run = _IssuanceRun.checked(locals())
     result = run.verdict_frame()
     try:
         results = run.round(TARGET_KINDS)
@@ -151,21 +137,7 @@ def identity_is_enforced(
     foreign = requested_identity or f"spiffe://{trust_domain}/ns/{istiod_namespace}/sa/istiod"
     if not isinstance(foreign, str) or not foreign.startswith("spiffe://"):
         raise InvalidInput("requested_identity", f"must be a spiffe:// URI, got {foreign!r}")
-    run = _IssuanceRun.checked(
-        namespace,
-        service_account,
-        istiod_namespace,
-        istiod_selector,
-        istiod_service,
-        via,
-        timeout_seconds,
-        "istio-ca",
-        trust_domain,
-        cluster_id,
-        server_name,
-        configuration,
-        secrets,
-    )
+    run = _IssuanceRun.checked(locals())
     frame = {"requested_identity": foreign, "identity": run.identity}
     try:
         results = run.round(TARGET_KINDS, requested_uri=foreign)
@@ -225,21 +197,7 @@ def sample_issuance(
         raise InvalidInput("duration_seconds", f"must be <= {MAX_SAMPLING_SECONDS}")
     interval = _positive_number("interval_seconds", interval_seconds)
     kinds = _target_kinds(targets)
-    run = _IssuanceRun.checked(
-        namespace,
-        service_account,
-        istiod_namespace,
-        istiod_selector,
-        istiod_service,
-        via,
-        timeout_seconds,
-        "istio-ca",
-        trust_domain,
-        cluster_id,
-        server_name,
-        configuration,
-        secrets,
-    )
+    run = _IssuanceRun.checked(locals())
     started_at = datetime.now(UTC)
     start = time.monotonic()
     samples: list[dict[str, Any]] = []
@@ -310,22 +268,19 @@ class _IssuanceRun:
         return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
 
     @classmethod
-    def checked(
-        cls,
-        namespace: Any,
-        service_account: Any,
-        istiod_namespace: Any,
-        istiod_selector: Any,
-        istiod_service: Any,
-        via: Any,
-        timeout_seconds: Any,
-        token_audience: Any,
-        trust_domain: Any,
-        cluster_id: Any,
-        server_name: Any,
-        configuration: Configuration,
-        secrets: Secrets,
-    ) -> "_IssuanceRun":
+    def checked(cls, inputs: Mapping[str, Any]) -> "_IssuanceRun":
+        """Check the probe's inputs, taken by name from its arguments (``locals()``).
+
+        The three probes share these arguments; ``token_audience`` is only
+        certificate_issuance's (the others send ``istio-ca``).
+        """
+        namespace, service_account = inputs["namespace"], inputs["service_account"]
+        istiod_namespace, istiod_selector = inputs["istiod_namespace"], inputs["istiod_selector"]
+        istiod_service, via = inputs["istiod_service"], inputs["via"]
+        timeout_seconds, trust_domain = inputs["timeout_seconds"], inputs["trust_domain"]
+        cluster_id, server_name = inputs["cluster_id"], inputs["server_name"]
+        token_audience = inputs.get("token_audience", "istio-ca")
+        configuration, secrets = inputs["configuration"], inputs["secrets"]
         if via not in ca.VIAS:
             raise InvalidInput("via", f"must be one of {', '.join(ca.VIAS)}, got {via!r}")
         for name, value in (("token_audience", token_audience), ("cluster_id", cluster_id)):
