@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from kubernetes import dynamic
 
 from chaosmesh_sec.client import api_client, api_errors
 from chaosmesh_sec.errors import ChaosMeshSecError, InvalidInput
+from chaosmesh_sec.faults import _workloads as wl
 
 __all__ = ["KIT_DIR", "apply", "delete", "documents", "kits"]
 
@@ -147,18 +148,24 @@ def _deployments(docs: list[dict[str, Any]]) -> Iterator[tuple[str, str, int]]:
 def _wait_available(
     apps: k8s.AppsV1Api, deployments: list[tuple[str, str, int]], seconds: int
 ) -> None:
+    """Watch each Deployment until it has its replicas available (at most ``seconds`` in all)."""
     deadline = time.monotonic() + seconds
-    waiting = list(deployments)
-    while waiting and time.monotonic() < deadline:
-        still = []
-        for namespace, name, replicas in waiting:
-            with api_errors(f"read Deployment {namespace}/{name}"):
-                status: Any = apps.read_namespaced_deployment(name, namespace).status
-            if (status.available_replicas or 0) < replicas:
-                still.append((namespace, name, replicas))
-        waiting = still
-        if waiting:
-            time.sleep(1)
+    waiting = []
+    for namespace, name, replicas in deployments:
+
+        def available(objects: Mapping[str, Any], want: int = replicas) -> bool:
+            return any((d.status.available_replicas or 0) >= want for d in objects.values())
+
+        held, _ = wl.watch_until(
+            apps.list_namespaced_deployment,
+            available,
+            deadline,
+            f"Deployment {namespace}/{name}",
+            namespace,
+            field_selector=f"metadata.name={name}",
+        )
+        if not held:
+            waiting.append(f"{namespace}/{name}")
     if waiting:
-        names = ", ".join(f"{ns}/{n}" for ns, n, _ in waiting)
+        names = ", ".join(waiting)
         raise ChaosMeshSecError(f"kit Deployments not available after {seconds}s: {names}")

@@ -29,6 +29,7 @@ from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
 from chaosmesh_sec.faults import _workloads as wl
+from chaosmesh_sec.kit import KIT_DIR
 from chaosmesh_sec.probes import _matrix_model as mm
 from chaosmesh_sec.probes._exec import exec_in_pod
 
@@ -36,7 +37,6 @@ __all__ = ["identity_matrix"]
 
 logger = logging.getLogger("chaostoolkit")
 
-KIT = Path(__file__).resolve().parent / "kit"
 
 MAX_PARALLEL = 32
 _BASELINES: dict[str, dict[mm.CellKey, str]] = {}
@@ -151,10 +151,10 @@ def identity_matrix(
 def _load(matrix: Any) -> mm.Matrix:
     if not isinstance(matrix, str) or not matrix:
         raise InvalidInput("matrix", "required: a kit matrix's name or a matrix file's path")
-    kit = KIT / f"{matrix}.matrix.yaml"
+    kit = KIT_DIR / f"{matrix}.matrix.yaml"
     path = kit if "/" not in matrix and kit.is_file() else Path(matrix)
     if not path.is_file():
-        known = sorted(p.name.removesuffix(".matrix.yaml") for p in KIT.glob("*.matrix.yaml"))
+        known = sorted(p.name.removesuffix(".matrix.yaml") for p in KIT_DIR.glob("*.matrix.yaml"))
         raise InvalidInput(
             "matrix", f"{matrix!r} is neither a kit matrix ({', '.join(known)}) nor a file"
         )

@@ -35,12 +35,11 @@ from chaosmesh_sec.probes._ca_client import (
     encode_request,
     new_csr,
 )
+from tests.fakes import fake_jwt
 
 SERVER_NAME = "istiod.istio-system.svc"
 # JWT-shaped, so the scrubbing of its parts is exercised too
-TOKEN = (
-    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
-)
+TOKEN = fake_jwt({"sub": "system:serviceaccount"}, signature=b"signature-of-the-token")
 IDENTITY = "spiffe://cluster.local/ns/chaos/sa/prober"
 NO_PROXY = [("grpc.enable_http_proxy", 0)]  # 127.0.0.1 must not go through an *_proxy
 
@@ -416,7 +415,7 @@ def test_wrong_token_is_unauthenticated_and_never_echoed(
     istiod: FakeIstiod, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="chaostoolkit")
-    wrong = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzb21lb25lLWVsc2UifQ.d3Jvbmctc2lnbmF0dXJlLWhlcmU"
+    wrong = fake_jwt({"sub": "someone-else"}, signature=b"wrong-signature-here")
     outcome = issue(istiod, token=wrong)
     assert (outcome.issued, outcome.code, outcome.leaf) == (False, "UNAUTHENTICATED", None)
     assert "authentication failed" in outcome.message

@@ -23,20 +23,18 @@ from click.testing import CliRunner
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.report import FILES, write_reports
 from chaosmesh_sec.report.scrub import scrub
+from tests.fakes import fake_jwt, fake_pem_key
 
 JOURNALS = Path(__file__).parent / "data" / "journals"
+
 SAMPLES = sorted(JOURNALS.glob("*.json"))
 MATRIX = ("chaosmesh_sec.probes.matrix", "identity_matrix")
 SAMPLING = ("chaosmesh_sec.probes.issuance", "sample_issuance")
 
-FAKE_JWT = (
-    "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ"
-    ".eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDpkZWZhdWx0In0"
-    ".c2lnbmF0dXJlLW5vdC1yZWFs"
-)
+FAKE_JWT = fake_jwt({"sub": "system:serviceaccount:default:default"}, signature=b"not-real")
 KEY_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDfakefakefake"
-FAKE_KEY = f"-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\nbW9yZWZha2U=\n-----END PRIVATE KEY-----\n"
-FAKE_EC_KEY_CUT = f"-----BEGIN EC PRIVATE KEY-----\n{KEY_BODY[:40]}"  # an excerpt cut it
+FAKE_KEY = fake_pem_key(f"{KEY_BODY}\nbW9yZWZha2U=")
+FAKE_EC_KEY_CUT = fake_pem_key(KEY_BODY[:40], "EC PRIVATE KEY", end=False)  # an excerpt cut it
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "wbr", "source", "area", "base"}
 
@@ -513,7 +511,8 @@ def test_what_is_not_a_journal_is_refused_before_anything_is_written(
 def test_scrub_replaces_tokens_and_private_keys() -> None:
     assert FAKE_JWT not in scrub(f"Bearer {FAKE_JWT} rest")
     assert scrub(f"Bearer {FAKE_JWT} rest") == "Bearer [redacted token] rest"
-    assert scrub("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.") == "[redacted token]"  # unsigned
+    unsigned = fake_jwt({"sub": "x"}, alg="none", signature=b"")
+    assert scrub(unsigned) == "[redacted token]"
     cleaned = scrub(f"key:\n{FAKE_KEY}after")
     assert cleaned == "key:\n[redacted key]\nafter"
     assert KEY_BODY[:20] not in scrub(f"cut: {FAKE_EC_KEY_CUT}")

@@ -340,9 +340,9 @@ class NodeAgent:
         # the node lifecycle controller sets Ready=False on the pods of a NotReady node,
         # and a kubelet sets it back once it reports again.
         if ready != current:
-            self._set_ready(state, pod, ready)
+            self._set_ready(pod, ready)
 
-    def _set_ready(self, state: PodState, pod: Any, ready: bool) -> None:
+    def _set_ready(self, pod: Any, ready: bool) -> None:
         status = "True" if ready else "False"
         containers = [
             {
@@ -366,7 +366,7 @@ class NodeAgent:
         }
         if containers:
             body["status"]["containerStatuses"] = containers
-        self.core.patch_namespaced_pod_status(state.name, state.namespace, body)
+        self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
 
 
 def _condition_true(pod: Any, kind: str) -> bool:
