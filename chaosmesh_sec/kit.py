@@ -7,7 +7,8 @@ are available; ``kit delete`` removes it. Options:
 - ``--client-node`` / ``--server-node`` pin the kit's clients (``app`` sleep or curl)
   and servers to nodes: the recycled-IP hunt needs both client workloads on one node
   (pod IPs are reused within a node's range) and the server elsewhere;
-- ``--auto-inject`` drops the written-out ``istio-proxy`` containers and their volumes
+- ``--auto-inject`` drops the written-out ``istio-proxy`` containers, their
+  ``istio-validation`` init containers (the kit is written for istio-cni) and volumes
   and labels the namespaces ``istio-injection=enabled``, for a cluster whose istiod
   injects sidecars itself (the lab has no injector: its kit keeps them).
 """
@@ -36,6 +37,7 @@ logger = logging.getLogger("chaostoolkit")
 KIT_DIR = Path(__file__).resolve().parent / "probes" / "kit"
 CLIENT_APPS = ("sleep", "curl")
 SIDECAR = "istio-proxy"
+SIDECAR_INIT = ("istio-validation", "istio-init")
 SIDECAR_VOLUMES = ("istio-token", "istiod-ca-cert")
 FIELD_MANAGER = "chaosmesh-sec"
 
@@ -72,6 +74,11 @@ def documents(
 
 def _drop_sidecar(spec: dict[str, Any]) -> None:
     spec["containers"] = [c for c in spec["containers"] if c["name"] != SIDECAR]
+    inits = [c for c in spec.get("initContainers", []) if c["name"] not in SIDECAR_INIT]
+    if inits:
+        spec["initContainers"] = inits
+    else:
+        spec.pop("initContainers", None)
     spec["volumes"] = [v for v in spec.get("volumes", []) if v["name"] not in SIDECAR_VOLUMES]
 
 

@@ -80,6 +80,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("etcd", COMPONENTS_DIR / "etcd"),
     Component("kubernetes", COMPONENTS_DIR / "kubernetes"),
     Component("kwok", COMPONENTS_DIR / "kwok"),
+    Component("cni-plugins", COMPONENTS_DIR / "cni-plugins"),
     Component(
         "istiod",
         COMPONENTS_DIR / "istiod",

@@ -99,12 +99,14 @@ def _exec_shims(paths: LabPaths) -> Path:
 
 
 # Our pod-ready Stage (kwok's own marks every pod Ready at once). It gives a pod its
-# IP and Running phase as kwok's does, but a pod with a readiness probe starts not
-# Ready: the node agent sets Ready when the probe passes, as a kubelet would.
+# IP and Running phase as kwok's does, but a pod with a readiness probe or init
+# containers starts not Ready: the node agent sets Ready when its init containers
+# have completed and its probe passes, as a kubelet would.
 POD_READY_STATUS = """\
 {{ $now := Now }}
 {{ $ready := "True" }}
 {{ range .spec.containers }}{{ if .readinessProbe }}{{ $ready = "False" }}{{ end }}{{ end }}
+{{ range .spec.initContainers }}{{ $ready = "False" }}{{ end }}
 phase: Running
 startTime: {{ $now | Quote }}
 hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
@@ -192,6 +194,7 @@ def _start_node(
         f"--kubeconfig={kubeconfig}",
         f"--pods-dir={paths.pods}",
         f"--bin-dir={bins['pilot-discovery'].parent}",
+        f"--cni-bin-dir={bins['ptp'].parent}",
         f"--node-root={paths.node_root(node.name)}",
     )
     procs.start(

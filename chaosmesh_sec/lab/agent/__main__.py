@@ -21,13 +21,22 @@ def main() -> None:
     parser.add_argument(
         "--node-root", required=True, type=Path, help="the node's filesystem (hostPath volumes)"
     )
+    parser.add_argument(
+        "--cni-bin-dir", required=True, type=Path, help="the built CNI plugins (ptp, host-local)"
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
     api = config.new_client_from_config(config_file=str(args.kubeconfig))
     NodeAgent(
-        DEFAULT.node(args.node), DEFAULT, api, args.pods_dir, args.bin_dir, args.node_root
+        DEFAULT.node(args.node),
+        DEFAULT,
+        api,
+        args.pods_dir,
+        args.bin_dir,
+        args.node_root,
+        args.cni_bin_dir,
     ).run_forever()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -17,7 +16,8 @@ from typing import Any
 from kubernetes import client, watch
 
 from chaosmesh_sec.lab import network
-from chaosmesh_sec.lab.agent import kwokres, volumes
+from chaosmesh_sec.lab.agent import kwokres, podstatus, volumes
+from chaosmesh_sec.lab.agent.cni import CniError, NodeCni
 from chaosmesh_sec.lab.agent.crilog import CriLogPump
 from chaosmesh_sec.lab.agent.runtime import ContainerProcess, start_container
 from chaosmesh_sec.lab.agent.services import ServiceProxy
@@ -30,6 +30,9 @@ logger = logging.getLogger("chaostoolkit")
 PRIMARY_CONFLIST = "10-cmslab.conflist"
 RESTART_BACKOFF = 2.0
 PROBE_PERIOD = 2.0
+SANDBOX_RETRY = 10.0
+INIT_BACKOFF = (5.0, 10.0, 20.0, 40.0)
+CNI_PLUGINS = ("ptp", "host-local")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class NodeAgent:
         pods_root: Path,
         bin_dir: Path,
         node_root: Path,
+        cni_bin_dir: Path,
     ) -> None:
         self.node = node
         self.topo = topo
@@ -63,6 +67,10 @@ class NodeAgent:
         self.pods_root = pods_root
         self.bin_dir = bin_dir
         self.node_root = node_root
+        self.cni_bin_dir = cni_bin_dir
+        self.cni = NodeCni(node_root)
+        # pod uid -> (when to try again, namespace, name)
+        self.sandbox_failures: dict[str, tuple[float, str, str]] = {}
         self.services = ServiceProxy(api, self._hosts_files)
         self.pods: dict[str, PodState] = {}
         self.lock = threading.RLock()
@@ -129,11 +137,16 @@ class NodeAgent:
             ]
 
     def _write_primary_cni_config(self) -> None:
-        """The node's own CNI conflist (what a cluster's primary CNI installs), once.
+        """The node's own CNI conflist and plugins (what a cluster's primary CNI installs).
 
-        The istio-cni stand-in chains its plugin into it; the agent sets pods up itself.
+        The plugins are copied in when missing; the conflist is written once. The
+        istio-cni stand-in chains its plugin into it; the agent sets pods up itself.
         """
-        net_dir = self.node_root / "etc/cni/net.d"
+        self.cni.bin_dir.mkdir(parents=True, exist_ok=True)
+        for plugin in CNI_PLUGINS:
+            if not (self.cni.bin_dir / plugin).exists():
+                shutil.copy2(self.cni_bin_dir / plugin, self.cni.bin_dir / plugin)
+        net_dir = self.cni.net_dir
         net_dir.mkdir(parents=True, exist_ok=True)
         conflist = net_dir / PRIMARY_CONFLIST
         if conflist.exists():
@@ -151,9 +164,14 @@ class NodeAgent:
         conflist.write_text(json.dumps(conf, indent=2) + "\n")
 
     def _reconcile(self, pod: Any) -> None:
+        with self.lock:  # the watch and the sandbox retries both come here
+            self._reconcile_locked(pod)
+
+    def _reconcile_locked(self, pod: Any) -> None:
         uid = pod.metadata.uid
         if pod.metadata.deletion_timestamp is not None:
             self._teardown(uid)
+            self.sandbox_failures.pop(uid, None)
             return
         state = self.pods.get(uid)
         if state is not None:
@@ -163,6 +181,8 @@ class NodeAgent:
         if not pod.status.pod_ip:
             return
         if pod.status.phase in ("Succeeded", "Failed"):
+            return
+        if time.monotonic() < self.sandbox_failures.get(uid, (0.0, "", ""))[0]:
             return
         try:
             self._setup(pod)
@@ -179,6 +199,22 @@ class NodeAgent:
         netns = ""
         if not pod.spec.host_network:
             netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
+            try:
+                chain = self.cni.setup(pod, netns)
+            except CniError as exc:
+                network.delete_pod_netns(meta.uid)
+                self._sandbox_failed(pod, str(exc))
+                return
+            self.sandbox_failures.pop(meta.uid, None)
+            logger.info(
+                "lab agent %s: %s/%s network by %s (%s)%s",
+                self.node.name,
+                meta.namespace,
+                meta.name,
+                chain.conflist,
+                " -> ".join(chain.plugins),
+                ", traffic redirected by istio-cni" if chain.captured else "",
+            )
         (pod_dir / "netns").write_text(netns)
         state = PodState(meta.uid, meta.namespace, meta.name, pod_dir, netns, pod.status.pod_ip)
         if netns:  # the pod's names for Services (hostNetwork pods use the node's)
@@ -190,9 +226,126 @@ class NodeAgent:
         # exec / logs / port-forward first: a container may cut this node off the API
         # server as soon as it runs (the partition fault pod does, by design)
         kwokres.ensure(self.custom, pod, pod_dir)
+        if pod.spec.init_containers:
+            threading.Thread(
+                target=self._initialise, args=(state, pod, vols), name=f"init-{meta.name}"
+            ).start()
+            return
+        self._start_all(state, pod, vols)
+
+    def _start_all(self, state: PodState, pod: Any, vols: dict[str, Path]) -> None:
         for container in pod.spec.containers:
             self._start(state, pod, container, vols)
-        logger.info("lab agent %s: pod %s/%s set up", self.node.name, meta.namespace, meta.name)
+        logger.info("lab agent %s: pod %s/%s set up", self.node.name, state.namespace, state.name)
+
+    def _sandbox_failed(self, pod: Any, message: str) -> None:
+        """Report FailedCreatePodSandBox (event and status) and try again later."""
+        meta = pod.metadata
+        retry = time.monotonic() + SANDBOX_RETRY
+        self.sandbox_failures[meta.uid] = (retry, meta.namespace, meta.name)
+        logger.warning(
+            "lab agent %s: %s/%s sandbox failed: %s",
+            self.node.name,
+            meta.namespace,
+            meta.name,
+            message,
+        )
+        self._event(pod, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {message}")
+        self._patch_status(pod, podstatus.sandbox_failed(pod, message))
+
+    def _event(self, pod: Any, reason: str, message: str) -> None:
+        meta = pod.metadata
+        now = podstatus.stamp()
+        body: Any = {
+            "metadata": {"generateName": f"{meta.name}.", "namespace": meta.namespace},
+            "involvedObject": {
+                "kind": "Pod",
+                "name": meta.name,
+                "namespace": meta.namespace,
+                "uid": meta.uid,
+                "apiVersion": "v1",
+            },
+            "reason": reason,
+            "message": message[:1000],
+            "type": "Warning",
+            "source": {"component": "kubelet", "host": self.node.name},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta.namespace, body)
+        except Exception as exc:  # noqa: BLE001 - events are best effort, as a kubelet's
+            logger.warning("lab agent %s: could not record event: %s", self.node.name, exc)
+
+    def _patch_status(self, pod: Any, body: dict[str, Any]) -> None:
+        try:
+            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+        except Exception as exc:  # noqa: BLE001 - e.g. partitioned; the pod keeps its last status
+            logger.warning("lab agent %s: could not report status: %s", self.node.name, exc)
+
+    def _initialise(self, state: PodState, pod: Any, vols: dict[str, Path]) -> None:
+        """Run the init containers in order, each until it exits 0, then the containers."""
+        restarts: dict[str, int] = {}
+        began = time.time()
+        for container in pod.spec.init_containers:
+            while not state.gone:
+                started = time.time()
+                code = self._run_to_exit(state, pod, container, vols)
+                if code == 0 or state.gone:
+                    break
+                restarts[container.name] = restarts.get(container.name, 0) + 1
+                tail = _log_tail(state.pod_dir / "logs" / f"{container.name}.log")
+                logger.info(
+                    "lab agent %s: %s/%s init container %s exited %d",
+                    self.node.name,
+                    state.namespace,
+                    state.name,
+                    container.name,
+                    code,
+                )
+                self._patch_status(
+                    pod,
+                    podstatus.init_failed(
+                        pod, container.name, code, started, restarts[container.name], tail
+                    ),
+                )
+                backoff = INIT_BACKOFF[min(restarts[container.name], len(INIT_BACKOFF)) - 1]
+                deadline = time.monotonic() + backoff
+                while not state.gone and time.monotonic() < deadline:
+                    time.sleep(0.5)
+        if state.gone:
+            return
+        self._patch_status(pod, podstatus.init_completed(pod, began, restarts))
+        self._start_all(state, pod, vols)
+
+    def _run_to_exit(self, state: PodState, pod: Any, container: Any, vols: dict[str, Path]) -> int:
+        done = threading.Event()
+        codes: list[int] = []
+
+        def on_exit(_cp: ContainerProcess, code: int) -> None:
+            codes.append(code)
+            done.set()
+
+        cp = start_container(
+            pod,
+            container,
+            netns=state.netns,
+            volumes=vols,
+            pod_dir=state.pod_dir,
+            bin_dir=self.bin_dir,
+            base_env=self.base_env,
+            on_exit=on_exit,
+        )
+        if cp is None:  # nothing the lab runs for it: it completes
+            return 0
+        state.processes[container.name] = cp
+        while not done.wait(0.5):
+            if state.gone:
+                cp.stop()
+                return -1
+        state.processes.pop(container.name, None)
+        return codes[0]
 
     def _start(self, state: PodState, pod: Any, container: Any, vols: dict[str, Path]) -> None:
         cdir = state.pod_dir / "containers" / container.name
@@ -248,44 +401,7 @@ class NodeAgent:
             if not state.gone:
                 self._start(state, pod, container, vols)
             return
-        self._report_terminated(pod, container.name, code, cp.started_at)
-
-    def _report_terminated(self, pod: Any, container: str, code: int, started: float) -> None:
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        began = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        statuses = [
-            {
-                "name": c.name,
-                "image": c.image,
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {
-                    "terminated": {
-                        "exitCode": code if c.name == container else 0,
-                        "reason": "Completed" if code == 0 else "Error",
-                        "startedAt": began,
-                        "finishedAt": now,
-                    }
-                },
-            }
-            for c in pod.spec.containers
-        ]
-        body = {
-            "status": {
-                "phase": "Succeeded" if code == 0 else "Failed",
-                "podIP": pod.status.pod_ip,
-                "conditions": [
-                    {"type": "Ready", "status": "False", "reason": "PodCompleted"},
-                    {"type": "ContainersReady", "status": "False", "reason": "PodCompleted"},
-                ],
-                "containerStatuses": statuses,
-            }
-        }
-        try:
-            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
-        except Exception as exc:  # noqa: BLE001 - e.g. partitioned; the pod keeps its last status
-            logger.warning("lab agent %s: could not report exit: %s", self.node.name, exc)
+        self._patch_status(pod, podstatus.terminated(pod, container.name, code, cp.started_at))
 
     def _teardown(self, uid: str) -> None:
         with self.lock:
@@ -305,9 +421,32 @@ class NodeAgent:
         )
 
     # -- readiness --------------------------------------------------------------
+    def _retry_sandboxes(self) -> None:
+        """Pods whose sandbox failed are set up again once their wait is over."""
+        now = time.monotonic()
+        for uid, (when, namespace, name) in list(self.sandbox_failures.items()):
+            if when > now:
+                continue
+            self.sandbox_failures[uid] = (0.0, namespace, name)
+            try:
+                pod: Any = self.core.read_namespaced_pod(name, namespace)
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    self.sandbox_failures.pop(uid, None)
+                    continue
+                raise
+            if pod.metadata.uid != uid:
+                self.sandbox_failures.pop(uid, None)
+                continue
+            self._reconcile(pod)
+
     def _probe_loop(self) -> None:
         while True:
             time.sleep(PROBE_PERIOD)
+            try:
+                self._retry_sandboxes()
+            except Exception as exc:  # noqa: BLE001 - the API may be unreachable
+                logger.debug("lab agent: sandbox retry failed: %s", exc)
             with self.lock:
                 states = list(self.pods.values())
             for state in states:
@@ -379,3 +518,11 @@ def _http_ok(ip: str, port: int | str, path: str) -> bool:
             return bool(200 <= resp.status < 400)
     except Exception:  # noqa: BLE001
         return False
+
+
+def _log_tail(path: Path, limit: int = 400) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return text[-limit:].splitlines()[-1] if text else ""

@@ -6,10 +6,15 @@ then answer ``/readyz`` on port 8000 with 200; on SIGTERM, take the plugin out
 again and exit 0. Pods the node sets up while the plugin is missing from the
 conflist get no traffic redirection: the restart race of the seeds.
 
-What it leaves out: no plugin binary is copied (the lab's node agent reads the
-conflist instead of executing plugins), no kubeconfig is written, no repair
-controller, no ambient node agent. The conflist directory is the pod's hostPath
-volume mounted at ``$CNI_NET_DIR`` (default ``/etc/cni/net.d``).
+The plugin "binary" it installs in ``$CNI_BIN_DIR`` is a small script that answers
+``CNI_COMMAND=VERSION`` as the real plugin does; the node agent does the plugin's
+``ADD`` itself (see :mod:`chaosmesh_sec.lab.agent.cni`). ``CMSLAB_START_DELAY_SECONDS``
+holds the start back, as pulling and starting the real image would.
+
+What it leaves out: no kubeconfig is written, no ambient node agent. The conflist
+directory is the pod's hostPath volume mounted at ``$CNI_NET_DIR`` (default
+``/etc/cni/net.d``), the plugin directory the one at ``$CNI_BIN_DIR`` (default
+``/opt/cni/bin``).
 """
 
 from __future__ import annotations
@@ -24,18 +29,49 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["PLUGIN_TYPE", "install", "main", "primary_conflist", "uninstall"]
+__all__ = [
+    "PLUGIN_TYPE",
+    "SUPPORTED_VERSIONS",
+    "install",
+    "install_binary",
+    "main",
+    "primary_conflist",
+    "uninstall",
+]
 
 logger = logging.getLogger("chaostoolkit")
 
 PLUGIN_TYPE = "istio-cni"
 READY_PORT = 8000
+SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0")
+
+_PLUGIN_SCRIPT = """#!/bin/sh
+# istio-cni plugin stand-in (chaosmesh-sec lab): answers VERSION; the node agent adds.
+if [ "$CNI_COMMAND" = VERSION ]; then
+  printf '%s\\n' '{VERSION_JSON}'
+  exit 0
+fi
+printf '%s\\n' '{"code": 4, "msg": "the lab node agent runs this plugin"}'
+exit 1
+"""
 
 
 def primary_conflist(net_dir: Path) -> Path | None:
     """The conflist the container runtime would use: the first by name, as libcni picks."""
     found = sorted(p for p in net_dir.glob("*.conflist") if p.is_file())
     return found[0] if found else None
+
+
+def install_binary(bin_dir: Path) -> Path:
+    """Put the plugin's executable in ``bin_dir`` (atomically); return its path."""
+    answer = json.dumps({"cniVersion": "1.0.0", "supportedVersions": list(SUPPORTED_VERSIONS)})
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / PLUGIN_TYPE
+    tmp = bin_dir / f".{PLUGIN_TYPE}.tmp"
+    tmp.write_text(_PLUGIN_SCRIPT.replace("{VERSION_JSON}", answer))
+    tmp.chmod(0o755)
+    tmp.replace(path)
+    return path
 
 
 def _plugin() -> dict[str, Any]:
@@ -110,6 +146,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    delay = float(os.environ.get("CMSLAB_START_DELAY_SECONDS", "0") or 0)
+    if delay > 0 and stop.wait(delay):
+        return
+    install_binary(Path(os.environ.get("CNI_BIN_DIR", "/opt/cni/bin")))
     install(net_dir)
     server = ThreadingHTTPServer(("0.0.0.0", READY_PORT), _Ready)
     threading.Thread(target=server.serve_forever, daemon=True).start()

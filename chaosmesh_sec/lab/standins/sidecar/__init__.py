@@ -7,7 +7,10 @@ that the pack's faults and probes observe:
 - identity (:mod:`.identity`): a workload certificate from istiod's CA, with the
   pod's ServiceAccount token, kept in memory and rotated at half its lifetime;
 - traffic capture (:mod:`.capture`): the pod's ``nat`` rules, in ``ISTIO_*`` chains,
-  that redirect its inbound TCP to 15006 and its outbound TCP to 15001;
+  that redirect its inbound TCP to 15006 and its outbound TCP to 15001. As with
+  Envoy, the proxy does not install them: istio-cni does (the lab's node agent,
+  :mod:`chaosmesh_sec.lab.agent.cni`), or the ``istio-init`` container, and the
+  ``istio-validation`` container checks them (:mod:`.iptables_tool`, exit 126);
 - mutual TLS and authorization (:mod:`.listeners`): outbound connections
   originate mTLS to their original destination; inbound connections are held to
   the ``PeerAuthentication`` mode and ``AuthorizationPolicy`` decisions of

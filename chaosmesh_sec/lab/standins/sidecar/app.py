@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from chaosmesh_sec.lab.standins.sidecar import capture
+from chaosmesh_sec.lab.standins.sidecar import iptables_tool
 from chaosmesh_sec.lab.standins.sidecar.admin import AdminServers
 from chaosmesh_sec.lab.standins.sidecar.config import Settings
 from chaosmesh_sec.lab.standins.sidecar.identity import IdentityManager, certs_json
@@ -38,17 +38,15 @@ async def _serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    # Capture first, before this process opens a connection: once the nat table has
-    # rules, conntrack adopts a connection it has not seen from its next packet and
-    # the inbound REDIRECT takes the replies of it (istio-init runs first for this).
-    runner = capture.subprocess_runner(settings.iptables)
+    # The capture rules are not ours to install: istio-cni (the node agent) or the
+    # istio-init container wrote them before any container of the pod started (once the
+    # nat table has rules, conntrack adopts a connection it has not seen, and the
+    # inbound REDIRECT would take the replies of a connection opened earlier).
     policies = policy_source(settings)
     try:
-        capture.install(settings, runner)
         policies.start()
     except Exception as exc:  # noqa: BLE001 - e.g. no in-cluster config: say why and exit
         logger.error("sidecar: cannot start: %s: %s", type(exc).__name__, exc)
-        capture.remove(runner)
         return 1
     identity = IdentityManager(settings)
     identity.start()
@@ -73,8 +71,6 @@ async def _serve(settings: Settings) -> int:
         logger.error("sidecar: %s", exc)
         code = 1
     finally:
-        capture.remove(runner)
-        logger.info("sidecar: capture rules removed")
         await listeners.stop()
         identity.stop()
         policies.stop()
@@ -86,13 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGTERM; the container's args (``proxy sidecar ...``) are ignored.
 
     Run as ``istio-iptables`` (the ``istio-init``/``istio-validation`` init containers
-    of an injected pod), it exits 0 at once: the stand-in installs its rules itself.
+    of an injected pod), it does their work: :mod:`.iptables_tool`.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["istio-iptables"]:
-        logger.info("sidecar: istio-iptables is a no-op here: the sidecar installs its rules")
-        return 0
+        return iptables_tool.run(args[1:])
     try:
         settings = Settings.from_env(os.environ)
     except ValueError as exc:
