@@ -17,9 +17,12 @@ logger = logging.getLogger("chaostoolkit")
 ActivityKind = Literal["action", "probe"]
 
 ACTIVITY_MODULES: Final[tuple[tuple[str, ActivityKind], ...]] = (
+    ("chaosmesh_sec.probes.ambient", "probe"),
+    ("chaosmesh_sec.probes.cni_chain", "probe"),
     ("chaosmesh_sec.probes.control_plane", "probe"),
     ("chaosmesh_sec.probes.issuance", "probe"),
     ("chaosmesh_sec.probes.matrix", "probe"),
+    ("chaosmesh_sec.probes.redirection", "probe"),
     ("chaosmesh_sec.probes.sidecar_certs", "probe"),
     ("chaosmesh_sec.faults.istiod", "action"),
     ("chaosmesh_sec.faults.churn", "action"),

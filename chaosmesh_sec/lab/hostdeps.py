@@ -21,6 +21,8 @@ REQUIRED: dict[str, str] = {
     "socat": "socat",
     "curl": "curl",
     "ps": "procps",
+    # not the lab's: the tests render the HTML report in headless Chromium (tests/browser.py)
+    "chromium": "chromium",
 }
 
 

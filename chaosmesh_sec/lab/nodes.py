@@ -31,7 +31,7 @@ logger = logging.getLogger("chaostoolkit")
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 KWOK_CRDS = ("execs", "portforwards", "logs")
 KWOK_POD_STAGES = ("pod-delete",)  # pod-ready is ours; no pod-complete: the agent reports exits
-KITS = ("wrong-identity", "team-isolation")
+KITS = ("wrong-identity", "team-isolation", "cni-canary")
 PILOT_AGENT = "chaosmesh_sec.lab.standins.pilot_agent"
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
@@ -73,6 +73,9 @@ def _exec_shims(paths: LabPaths) -> Path:
         f'if [ "$name" = pilot-agent ]; then set -- -m {PILOT_AGENT} "$@"\n'
         f"  name={sys.executable}; fi\n"
         "t=$CMSLAB_EXEC_TARGET\n"
+        # a container still setting up its mounts has no pid file yet: wait for it
+        'n=0; while [ -n "$t" ] && [ ! -f "$t/pid" ] && [ ! -e "$t/simulated" ] '
+        '&& [ "$n" -lt 150 ]; do sleep 0.1; n=$((n+1)); done\n'
         'if [ -n "$t" ] && [ -f "$t/pid" ]; then\n'
         '  pid=$(cat "$t/pid")\n'
         '  if kill -0 "$pid" 2>/dev/null; then exec nsenter -t "$pid" -n -m -- "$name" "$@"; fi\n'

@@ -367,9 +367,10 @@ class NodeAgent:
         raw = state.pod_dir / "logs" / f"{container.name}.log"
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.touch()
-        if cp is not None:
-            (cdir / "pid").write_text(str(cp.pid))
+        if cp is not None:  # its start script writes cdir/pid once its mounts are up
             state.processes[container.name] = cp
+        else:
+            (cdir / "simulated").touch()
         if all(p.name != container.name for p in state.pumps):  # once, across restarts
             pump = CriLogPump(container.name, raw, raw.with_suffix(".cri.log"))
             pump.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -93,7 +94,12 @@ def start_container(
         mounts.append((hosts, "/etc/hosts", True))
     scratch = pod_dir / "scratch" / container.name
     scratch.mkdir(parents=True, exist_ok=True)
-    script = mount_script(mounts, scratch) + '\nexec "$@"'
+    # The pid file appears once the mounts are in place: `kubectl exec` (the lab's
+    # exec shim) waits for it, as a kubelet only execs into a started container.
+    pidfile = pod_dir / "containers" / container.name / "pid"
+    tmp, final = shlex.quote(f"{pidfile}.tmp"), shlex.quote(str(pidfile))
+    publish = f"echo $$ > {tmp} && mv -f {tmp} {final}"
+    script = mount_script(mounts, scratch) + f'\n{publish}\nexec "$@"'
     cmd = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"]
     if netns:
         cmd = ["nsenter", f"--net=/run/netns/{netns}", "--", *cmd]

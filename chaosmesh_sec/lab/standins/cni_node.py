@@ -11,7 +11,10 @@ The plugin "binary" it installs in ``$CNI_BIN_DIR`` is a small script that answe
 ``ADD`` itself (see :mod:`chaosmesh_sec.lab.agent.cni`). ``CMSLAB_START_DELAY_SECONDS``
 holds the start back, as pulling and starting the real image would.
 
-What it leaves out: no kubeconfig is written, no ambient node agent. The conflist
+With ``NODE_NAME`` set it also runs the agent's pod watch (:mod:`.cni_repair`):
+repair labels and ambient enrolment annotations.
+
+What it leaves out: no kubeconfig is written, no ztunnel. The conflist
 directory is the pod's hostPath volume mounted at ``$CNI_NET_DIR`` (default
 ``/etc/cni/net.d``), the plugin directory the one at ``$CNI_BIN_DIR`` (default
 ``/opt/cni/bin``).
@@ -28,6 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from kubernetes import client, config
+
+from chaosmesh_sec.lab.standins.cni_repair import PodWatch
 
 __all__ = [
     "PLUGIN_TYPE",
@@ -151,10 +158,17 @@ def main() -> None:
         return
     install_binary(Path(os.environ.get("CNI_BIN_DIR", "/opt/cni/bin")))
     install(net_dir)
+    pods = None
+    if os.environ.get("NODE_NAME"):  # the agent's pod watch (repair, ambient enrolment)
+        config.load_incluster_config()
+        pods = PodWatch(os.environ["NODE_NAME"], client.ApiClient())
+        pods.start()
     server = ThreadingHTTPServer(("0.0.0.0", READY_PORT), _Ready)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     logger.info("install-cni: ready on :%d/readyz", READY_PORT)
     stop.wait()
+    if pods is not None:
+        pods.stop.set()
     server.shutdown()
     uninstall(net_dir)
     logger.info("install-cni: stopped")

@@ -1,0 +1,138 @@
+"""A short-lived inspection pod on one node: read the node's CNI files and pods' nat rules.
+
+Private to :mod:`chaosmesh_sec.probes`. Some facts are only on the node: the CNI
+config the runtime reads, the plugin binaries, each pod's ``nat`` table. A probe
+that needs them starts one pod per node, pinned there, with ``hostNetwork`` and
+``hostPID`` (to enter pods' network namespaces through ``/proc``), privileged (to
+run ``nsenter`` and ``iptables-save``), with the CNI directories mounted read-only.
+It only reads. It ends by itself after :data:`LIFETIME_SECONDS` even if the runner
+dies (its command is a bounded ``sleep``), and the probe deletes it when done.
+The image must have ``sh``, ``nsenter``, ``ip`` and ``iptables-save``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets as pysecrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client as k8s
+
+from chaosmesh_sec.errors import ChaosMeshSecError
+from chaosmesh_sec.faults import _workloads as wl
+from chaosmesh_sec.probes._exec import exec_in_pod
+
+__all__ = [
+    "CNI_BIN_DIR",
+    "CNI_NET_DIR",
+    "DEFAULT_IMAGE",
+    "NODE_PROBE_LABEL",
+    "NodePod",
+    "node_pod",
+]
+
+logger = logging.getLogger("chaostoolkit")
+
+DEFAULT_IMAGE = "docker.io/nicolaka/netshoot:v0.13"
+NODE_PROBE_LABEL = "chaosmesh-sec.io/node-probe"
+LIFETIME_SECONDS = 300
+READY_TIMEOUT = 60
+CNI_NET_DIR = "/run/host/etc/cni/net.d"
+CNI_BIN_DIR = "/run/host/opt/cni/bin"
+
+
+@dataclass
+class NodePod:
+    """A Running inspection pod; :meth:`run` executes a shell script in it."""
+
+    node: str
+    pod: Any
+    config: Any
+
+    def run(self, script: str, timeout: float = 60) -> str:
+        out, err = exec_in_pod(self.config, self.pod, None, ["sh", "-c", script], timeout)
+        if err.strip():
+            logger.debug("node probe on %s: stderr: %s", self.node, err.strip()[:500])
+        return out
+
+
+def _manifest(node: str, namespace: str, image: str, purpose: str) -> k8s.V1Pod:
+    host_dirs = {"cni-net-dir": ("/etc/cni/net.d", CNI_NET_DIR)}
+    host_dirs["cni-bin-dir"] = ("/opt/cni/bin", CNI_BIN_DIR)
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(
+            name=f"cms-{purpose}-{pysecrets.token_hex(3)}",
+            namespace=namespace,
+            labels={NODE_PROBE_LABEL: purpose, "app.kubernetes.io/name": "chaosmesh-sec"},
+            annotations={"sidecar.istio.io/inject": "false"},
+        ),
+        spec=k8s.V1PodSpec(
+            node_name=node,
+            host_network=True,
+            host_pid=True,
+            restart_policy="Never",
+            termination_grace_period_seconds=1,
+            active_deadline_seconds=LIFETIME_SECONDS + 30,
+            automount_service_account_token=False,
+            tolerations=[k8s.V1Toleration(operator="Exists")],
+            containers=[
+                k8s.V1Container(
+                    name="inspect",
+                    image=image,
+                    command=["sleep", str(LIFETIME_SECONDS)],
+                    security_context=k8s.V1SecurityContext(privileged=True),
+                    volume_mounts=[
+                        k8s.V1VolumeMount(name=name, mount_path=inside, read_only=True)
+                        for name, (_host, inside) in host_dirs.items()
+                    ],
+                )
+            ],
+            volumes=[
+                k8s.V1Volume(
+                    name=name,
+                    host_path=k8s.V1HostPathVolumeSource(path=host, type="DirectoryOrCreate"),
+                )
+                for name, (host, _inside) in host_dirs.items()
+            ],
+        ),
+    )
+
+
+def _running(core: Any, name: str, namespace: str) -> Any:
+    def running(objects: Mapping[str, Any]) -> bool:
+        for pod in objects.values():
+            if pod.status.phase in ("Failed", "Succeeded"):
+                raise ChaosMeshSecError(f"the node probe pod {namespace}/{name} ended before use")
+        return any(p.status.phase == "Running" for p in objects.values())
+
+    held, objects = wl.watch_until(
+        core.list_namespaced_pod,
+        running,
+        time.monotonic() + READY_TIMEOUT,
+        f"node probe pod {namespace}/{name}",
+        namespace,
+        field_selector=f"metadata.name={name}",
+    )
+    if not held:
+        raise ChaosMeshSecError(
+            f"the node probe pod {namespace}/{name} was not Running after {READY_TIMEOUT} s"
+        )
+    return next(iter(objects.values()))
+
+
+@contextlib.contextmanager
+def node_pod(
+    core: Any, config: Any, node: str, namespace: str, image: str, purpose: str
+) -> Iterator[NodePod]:
+    """Start an inspection pod on ``node``, yield it Running, delete it afterwards."""
+    body = _manifest(node, namespace, image, purpose)
+    created: Any = core.create_namespaced_pod(namespace, body)
+    try:
+        yield NodePod(node, _running(core, created.metadata.name, namespace), config)
+    finally:
+        with contextlib.suppress(k8s.ApiException):
+            core.delete_namespaced_pod(created.metadata.name, namespace, grace_period_seconds=0)

@@ -1,0 +1,220 @@
+"""Probe: is every sidecar pod's traffic really captured by its proxy?
+
+A sidecar only enforces mTLS and AuthorizationPolicy on traffic its pod's ``nat``
+rules send through it. With istio-cni those rules are written by the CNI plugin
+when the pod's network is set up; a pod set up while the plugin was missing from
+the node's chain (istio-cni-node restarting) has none, and its app is reachable
+around the proxy: a fail-open no policy shows. Three witnesses, per pod:
+
+- the ``istio-validation`` init container's exit code (126: traffic not captured;
+  the pod is then held in Init, caught);
+- the label istio-cni's repair controller puts on such pods
+  (``cni.istio.io/uninitialized``);
+- the ``ISTIO_INBOUND`` / ``ISTIO_IN_REDIRECT`` / ``ISTIO_OUTPUT`` /
+  ``ISTIO_REDIRECT`` chains and their jumps, read from the pod's own network
+  namespace through an inspection pod on its node
+  (:mod:`chaosmesh_sec.probes._node_pod`), when `inspect_nodes` allows.
+
+A pod is ``redirected``, ``caught`` (not captured, but held back before its app
+ran), ``unredirected`` (its app runs without capture: the failure) or ``unknown``.
+No ``from __future__ import annotations``: chaoslib reads the signature.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from chaosmesh_sec import _validate
+from chaosmesh_sec._types import Configuration, JSONObject, Secrets
+from chaosmesh_sec.client import api_errors, core_v1
+from chaosmesh_sec.errors import InvalidInput
+from chaosmesh_sec.faults import _workloads as wl
+from chaosmesh_sec.probes._nat_rules import NatView, dump_script, parse_dumps
+from chaosmesh_sec.probes._node_pod import DEFAULT_IMAGE, node_pod
+
+__all__ = ["redirection_in_place"]
+
+logger = logging.getLogger("chaostoolkit")
+
+PROXY = "istio-proxy"
+VALIDATION_ERROR_CODE = 126
+PARALLEL_NODES = 4
+VERDICTS = ("redirected", "caught", "unredirected", "unknown")
+
+
+def redirection_in_place(
+    namespace: str = "",
+    label_selector: str = "",
+    node: str = "",
+    inspect_nodes: bool = True,
+    validation_container: str = "istio-validation",
+    uninitialized_label: str = "cni.istio.io/uninitialized",
+    probe_namespace: str = "default",
+    image: str = DEFAULT_IMAGE,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Is the traffic of every sidecar pod (in `namespace`, matching `label_selector`,
+    on `node`; empty: all) redirected through its proxy?
+
+    Per pod: the exit code of init container `validation_container` (126 means not
+    captured), whether it carries `uninitialized_label`, and, when `inspect_nodes`,
+    its nat chains read on its node by an inspection pod in `probe_namespace`
+    (image `image`: needs sh, nsenter, ip, iptables-save; privileged, hostPID).
+    Verdicts: `redirected`; `caught` (not captured, app not started);
+    `unredirected` (app running without capture); `unknown` (no witness). Returns
+    `{"holds", "counts": {verdict: n}, "unredirected": [pod], "caught": [pod],
+    "pods": [{"pod", "namespace", "node", "ip", "phase", "app_running",
+    "validation_exit_code", "uninitialized_label", "nat", "verdict", "detail"}],
+    "checked_at"}`; `holds` is false when any pod is `unredirected`. Tolerance:
+    `$.holds`.
+    """
+    if namespace:
+        namespace = _validate.dns_label("namespace", namespace)
+    if label_selector:
+        label_selector = _validate.label_selector("label_selector", label_selector)
+    if node:
+        node = _validate.dns_subdomain("node", node)
+    inspect_nodes = wl.boolean("inspect_nodes", inspect_nodes)
+    validation_container = _validate.dns_label("validation_container", validation_container)
+    uninitialized_label = _validate.label_selector("uninitialized_label", uninitialized_label)
+    probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
+    if not isinstance(image, str) or not image.strip():
+        raise InvalidInput("image", "must name an image with sh, nsenter, ip and iptables-save")
+    core = core_v1(configuration, secrets)
+    if namespace:
+        wl.require_namespace(core, namespace)
+    if node:
+        wl.require_node(core, node)
+    if inspect_nodes:
+        wl.require_namespace(core, probe_namespace, "probe_namespace")
+    pods = _sidecar_pods(core, namespace, label_selector, node)
+    views: dict[str, NatView] = {}
+    if inspect_nodes and pods:
+        views = _read_nat(core, probe_namespace, image, pods)
+    rows = [
+        _judge(p, validation_container, uninitialized_label, inspect_nodes, views) for p in pods
+    ]
+    counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in VERDICTS}
+    for r in rows:
+        if r["verdict"] != "redirected":
+            logger.info("redirection: %s/%s: %s", r["namespace"], r["pod"], r["detail"])
+    return {
+        "holds": counts["unredirected"] == 0,
+        "counts": counts,
+        "unredirected": [
+            f"{r['namespace']}/{r['pod']}" for r in rows if r["verdict"] == "unredirected"
+        ],
+        "caught": [f"{r['namespace']}/{r['pod']}" for r in rows if r["verdict"] == "caught"],
+        "pods": rows,
+        "checked_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _sidecar_pods(core: Any, namespace: str, selector: str, node: str) -> list[Any]:
+    fields = f"spec.nodeName={node}" if node else ""
+    with api_errors("list pods"):
+        if namespace:
+            listed: Any = core.list_namespaced_pod(
+                namespace, label_selector=selector, field_selector=fields
+            )
+        else:
+            listed = core.list_pod_for_all_namespaces(
+                label_selector=selector, field_selector=fields
+            )
+    return [
+        p
+        for p in listed.items
+        if any(c.name == PROXY for c in p.spec.containers)
+        and not p.spec.host_network
+        and not wl.pod_terminating(p)
+        and p.status.phase not in ("Succeeded", "Failed")
+        and p.status.pod_ip
+        and p.spec.node_name
+    ]
+
+
+def _read_nat(core: Any, probe_namespace: str, image: str, pods: list[Any]) -> dict[str, NatView]:
+    by_node: dict[str, list[str]] = {}
+    for p in pods:
+        by_node.setdefault(p.spec.node_name, []).append(p.status.pod_ip)
+    config = core.api_client.configuration
+
+    def one(item: tuple[str, list[str]]) -> dict[str, NatView]:
+        node, ips = item
+        with node_pod(core, config, node, probe_namespace, image, "redirection") as pod:
+            return parse_dumps(pod.run(dump_script(ips)))
+
+    views: dict[str, NatView] = {}
+    with ThreadPoolExecutor(max_workers=PARALLEL_NODES) as pool:
+        for found in pool.map(one, sorted(by_node.items())):
+            views.update(found)
+    return views
+
+
+def _validation_exit(pod: Any, container: str) -> int | None:
+    for status in pod.status.init_container_statuses or []:
+        if status.name != container:
+            continue
+        for state in (status.state, status.last_state):
+            if state is not None and state.terminated is not None:
+                code: int = state.terminated.exit_code
+                if code != 0:
+                    return code
+        if status.state is not None and status.state.terminated is not None:
+            return 0
+    return None
+
+
+def _app_running(pod: Any) -> bool:
+    return pod.status.phase == "Running" and any(
+        s.name != PROXY and s.state is not None and s.state.running is not None
+        for s in pod.status.container_statuses or []
+    )
+
+
+def _judge(
+    pod: Any, validation: str, label: str, inspected: bool, views: dict[str, NatView]
+) -> dict[str, Any]:
+    code = _validation_exit(pod, validation)
+    labelled = label in (pod.metadata.labels or {})
+    running = _app_running(pod)
+    view = views.get(pod.status.pod_ip)
+    failed = code == VALIDATION_ERROR_CODE or labelled
+    if view is not None:
+        captured: bool | None = view.redirected
+    elif code == 0:
+        captured = True
+    else:
+        captured = False if failed else None
+    if captured:
+        verdict, detail = "redirected", "traffic captured"
+    elif captured is None:
+        verdict = "unknown"
+        detail = "no witness: no validation result and the node was not inspected"
+        if inspected:
+            detail = "its network namespace was not found on its node"
+    elif running:
+        verdict = "unredirected"
+        detail = "its app runs without the ISTIO_* rules: traffic bypasses the proxy"
+    else:
+        verdict = "caught"
+        detail = "not captured, held back before its app started"
+    if code not in (None, 0):
+        detail += f"; {validation} exited {code}"
+    if labelled:
+        detail += f"; labelled {label}"
+    return {
+        "pod": pod.metadata.name,
+        "namespace": pod.metadata.namespace,
+        "node": pod.spec.node_name,
+        "ip": pod.status.pod_ip,
+        "phase": pod.status.phase,
+        "app_running": running,
+        "validation_exit_code": code,
+        "uninitialized_label": labelled,
+        "nat": view.as_dict() if view is not None else None,
+        "verdict": verdict,
+        "detail": detail,
+    }
