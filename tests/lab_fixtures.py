@@ -176,3 +176,34 @@ def wait_lease_renewed(api: client.ApiClient, node: str, timeout: float = 90) ->
         return renew is not None and renew > since
 
     eventually(renewed, timeout, f"{node}'s lease to be renewed")
+
+
+# ---------------------------------------------------------------- istio-cni on a node
+
+CNI_CONFLIST = "10-cmslab.conflist"
+
+
+def node_conflist(node: str) -> Path:
+    """The node's primary CNI config, on the lab's disk."""
+    return LabPaths.default().node_root(node) / "etc/cni/net.d" / CNI_CONFLIST
+
+
+def stop_istio_cni(core: client.CoreV1Api, node: str) -> None:
+    """Delete the node's istio-cni-node pod and wait until its plugin has left the chain.
+
+    The window stays open until the DaemonSet's replacement is up (the lab's install-cni
+    stand-in takes a few seconds to start, as an image pull would).
+    """
+    [old] = core.list_namespaced_pod(
+        "istio-system",
+        label_selector="k8s-app=istio-cni-node",
+        field_selector=f"spec.nodeName={node}",
+    ).items
+    core.delete_namespaced_pod(old.metadata.name, "istio-system")
+    eventually(
+        lambda: "istio-cni" not in node_conflist(node).read_text(), 20, "istio-cni out of the chain"
+    )
+
+
+def istio_cni_back(node: str) -> None:
+    eventually(lambda: "istio-cni" in node_conflist(node).read_text(), 30, "istio-cni back")

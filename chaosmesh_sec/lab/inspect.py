@@ -31,8 +31,13 @@ def _environ(pid: int) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
-def container_processes(pod_uid: str = "") -> list[ContainerProc]:
-    """Live processes the node agents run for pods (optionally one pod's)."""
+SANDBOX = "POD"
+"""``CMSLAB_CONTAINER`` of a pod's sandbox process (its "pause", holding the netns)."""
+
+
+def container_processes(pod_uid: str = "", sandboxes: bool = False) -> list[ContainerProc]:
+    """Live processes the node agents run for pods' containers (optionally one pod's);
+    with ``sandboxes``, the pods' sandbox processes too."""
     found: list[ContainerProc] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -47,7 +52,10 @@ def container_processes(pod_uid: str = "") -> list[ContainerProc]:
             argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
         except OSError:
             continue
-        found.append(ContainerProc(pid, uid, env.get("CMSLAB_CONTAINER", ""), inode, argv0))
+        container = env.get("CMSLAB_CONTAINER", "")
+        if container == SANDBOX and not sandboxes:
+            continue
+        found.append(ContainerProc(pid, uid, container, inode, argv0))
     return found
 
 

@@ -7,12 +7,40 @@ not safe to share between threads (the probes exec in parallel).
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL
 
-__all__ = ["exec_in_pod"]
+from chaosmesh_sec.errors import ChaosMeshSecError
+
+__all__ = ["ExecFailed", "exec_in_pod"]
+
+
+_EXIT_STATUS = re.compile(r"exit (status|code) \d+")
+
+
+class ExecFailed(ChaosMeshSecError):
+    """The command could not be run (not: it ran and exited non-zero)."""
+
+
+def _check_status(raw: str) -> None:
+    """Raise when the exec's status channel reports a failure other than an exit code."""
+    if not raw:
+        return
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return
+    if status.get("status") != "Failure" or status.get("reason") == "NonZeroExitCode":
+        return
+    message = str(status.get("message") or status.get("reason") or raw)
+    if _EXIT_STATUS.search(message):  # kwok words a non-zero exit as an internal error
+        return
+    raise ExecFailed(message[:500])
 
 
 def exec_in_pod(
@@ -20,7 +48,9 @@ def exec_in_pod(
 ) -> tuple[str, str]:
     """``(stdout, stderr)`` of ``argv`` in ``pod``'s ``container`` (its first by default).
 
-    Raises what the API raises; waits at most ``timeout`` seconds for the command.
+    Raises what the API raises, and :class:`ExecFailed` when the command could not
+    be run at all (a non-zero exit is not a failure here); waits at most
+    ``timeout`` seconds for the command.
     """
     api = k8s.ApiClient(config)
     try:
@@ -38,7 +68,9 @@ def exec_in_pod(
         )
         resp.run_forever(timeout=timeout)
         out, err = resp.read_stdout(), resp.read_stderr()
+        status = resp.read_channel(ERROR_CHANNEL)
         resp.close()
+        _check_status(status)
         return out or "", err or ""
     finally:
         api.close()

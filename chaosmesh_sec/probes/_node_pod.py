@@ -24,7 +24,7 @@ from kubernetes import client as k8s
 
 from chaosmesh_sec.errors import ChaosMeshSecError
 from chaosmesh_sec.faults import _workloads as wl
-from chaosmesh_sec.probes._exec import exec_in_pod
+from chaosmesh_sec.probes._exec import ExecFailed, exec_in_pod
 
 __all__ = [
     "CNI_BIN_DIR",
@@ -43,6 +43,7 @@ LIFETIME_SECONDS = 300
 READY_TIMEOUT = 60
 CNI_NET_DIR = "/run/host/etc/cni/net.d"
 CNI_BIN_DIR = "/run/host/opt/cni/bin"
+NOT_READY = "==cms:mounts-not-ready"
 
 
 @dataclass
@@ -54,10 +55,28 @@ class NodePod:
     config: Any
 
     def run(self, script: str, timeout: float = 60) -> str:
-        out, err = exec_in_pod(self.config, self.pod, None, ["sh", "-c", script], timeout)
-        if err.strip():
-            logger.debug("node probe on %s: stderr: %s", self.node, err.strip()[:500])
-        return out
+        """``script``'s output, once the pod's host mounts are in place.
+
+        "Running" can be reported before a container has its mounts (the exec
+        would then see an empty directory and the probe would judge nothing), so
+        the script runs only where the CNI directory is mounted; until then, retry.
+        """
+        guarded = f"if [ -d {CNI_NET_DIR} ]; then {script}; else echo {NOT_READY}; fi"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                out, err = exec_in_pod(self.config, self.pod, None, ["sh", "-c", guarded], timeout)
+            except ExecFailed as exc:  # e.g. the container is not there yet
+                out, err = NOT_READY, str(exc)
+            if err.strip():
+                logger.debug("node probe on %s: stderr: %s", self.node, err.strip()[:500])
+            if out.strip() != NOT_READY:
+                return out
+            if time.monotonic() > deadline:
+                raise ChaosMeshSecError(
+                    f"the node probe pod on {self.node} has no {CNI_NET_DIR} mounted"
+                )
+            time.sleep(0.5)
 
 
 def _manifest(node: str, namespace: str, image: str, purpose: str) -> k8s.V1Pod:

@@ -43,16 +43,39 @@ def test_istiod_kill_experiment(lab: Path, tmp_path: Path, three_ready: list[Any
 
 
 def test_cni_restart_experiment(lab: Path, tmp_path: Path) -> None:
+    """The race window opens on the canaries' node and the probes say how it went.
+
+    istio-cni-node restarts on lab-node-2 (with lab-node-3, which has no canaries);
+    canary sidecar pods scaled up there meanwhile get no ISTIO_* rules: their
+    istio-validation exits 126, the repair controller labels them, and they stay in
+    Init (caught), while the identity matrix holds throughout.
+    """
     run = chaos_run(
         EXPERIMENTS / "cni-restart.json",
         lab,
         tmp_path / "journal.json",
-        {"cni_nodes": "lab-node-1,lab-node-3", "recovery_timeout_seconds": 60},
+        {"cni_nodes": "lab-node-2,lab-node-3", "recovery_timeout_seconds": 60},
     )
     _completed(run)
-    restart = outputs(run)["restart-cni-pods"]
-    assert [n["node"] for n in restart["nodes"]] == ["lab-node-1", "lab-node-3"]
+    out = outputs(run)
+    restart = out["restart-cni-pods"]
+    assert [n["node"] for n in restart["nodes"]] == ["lab-node-2", "lab-node-3"]
     assert restart["recovered"] is True
+    before = run["steady_states"]["before"]["probes"]
+    redirected = next(p for p in before if p["activity"]["name"] == "redirection-in-place")
+    assert redirected["output"]["counts"]["caught"] == 0
+    during = out["canaries-redirected-or-caught"]
+    assert during["holds"] is True and during["counts"]["caught"] == 2, during
+    for pod in during["pods"]:
+        assert (pod["validation_exit_code"], pod["uninitialized_label"]) == (126, True)
+        assert pod["nat"]["chains"] == []
+    assert out["identity-matrix-during-the-restart"]["holds"] is True
+    [rollback] = run["rollbacks"]
+    assert rollback["output"]["replicas"] == 0
+    print(
+        "cni restart: window on lab-node-2 "
+        f"{restart['nodes'][0]['seconds_to_ready']}s; canaries caught: {during['caught']}"
+    )
 
 
 def test_workload_churn_experiment(

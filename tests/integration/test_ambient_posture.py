@@ -1,8 +1,9 @@
 """The ambient posture probe against the lab's API server: real pods, real NetworkPolicies.
 
-The lab runs no ambient node agent, so the test plays its part: it annotates the pod it
-enrols ``ambient.istio.io/redirection: enabled`` and leaves the other one bare. The
-probe only reads the API, so each change shows at once (no waiting).
+The lab's istio-cni agent (the install-cni stand-in's pod watch) enrols the ambient
+pods of its node, annotating them ``ambient.istio.io/redirection: enabled``, while it
+runs; a pod started while it is down stays bare until it comes back. The probe only
+reads the API, so each policy change shows at once.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from kubernetes import client
 
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.probes import ambient
+from tests.lab_fixtures import eventually, istio_cni_back, stop_istio_cni
 
 CURL = "docker.io/curlimages/curl:8.11.1"
+NODE = "lab-node-3"
 APP = {"app": "web"}
 
 
@@ -29,14 +32,14 @@ def ambient_namespace(core: client.CoreV1Api, namespace: str) -> str:
 
 
 def _create_pod(
-    core: client.CoreV1Api, namespace: str, name: str, labels: dict[str, str], redirected: bool
+    core: client.CoreV1Api, namespace: str, name: str, labels: dict[str, str], node: str = ""
 ) -> None:
-    annotations = {ambient.REDIRECTION: "enabled"} if redirected else None
     core.create_namespaced_pod(
         namespace,
         client.V1Pod(
-            metadata=client.V1ObjectMeta(name=name, labels=labels, annotations=annotations),
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
             spec=client.V1PodSpec(
+                node_selector={"kubernetes.io/hostname": node} if node else None,
                 containers=[
                     client.V1Container(
                         name="app",
@@ -87,7 +90,8 @@ def test_ambient_posture_follows_policies_and_enrolment(
 ) -> None:
     ns = ambient_namespace
     net = client.NetworkingV1Api(api)
-    _create_pod(core, ns, "web", APP, redirected=True)
+    _create_pod(core, ns, "web", APP)
+    eventually(lambda: _enrolled(core, ns, "web"), 30, "the node agent to enrol web")
 
     result, found = _findings(ns)
     assert result["holds"] is True, found
@@ -108,29 +112,38 @@ def test_ambient_posture_follows_policies_and_enrolment(
         ("kubelet_probe_blocked", "web", ["deny-ingress"]),
     ]
 
-    # a pod of the ambient namespace the node agent never redirected
-    _create_pod(core, ns, "stray", {"app": "stray"}, redirected=False)
+    # a pod started while its node's istio-cni agent is down is not enrolled
+    stop_istio_cni(core, NODE)
+    _create_pod(core, ns, "stray", {"app": "stray"}, node=NODE)
     result, found = _findings(ns)
     assert ("not_redirected", "stray", []) in found
     assert result["ambient_pods"] == 1
+    istio_cni_back(NODE)
+    eventually(lambda: _enrolled(core, ns, "stray"), 30, "the agent, back, to enrol stray")
+    core.delete_namespaced_pod("stray", ns, grace_period_seconds=0)
+    eventually(lambda: not _pod_exists(core, ns, "stray"), 30, "stray gone")
 
     # mend: the kubelet's address, then HBONE (with the app's own port)
     net.patch_namespaced_network_policy("deny-ingress", ns, {"spec": {"ingress": [KUBELET_RULE]}})
     _, found = _findings(ns)
-    assert found == [
-        ("not_redirected", "stray", []),
-        ("hbone_port_blocked", "web", ["deny-ingress"]),
-    ]
+    assert found == [("hbone_port_blocked", "web", ["deny-ingress"])]
     net.create_namespaced_network_policy(ns, _ingress_policy("web-ports", [_ports(8080, 15008)]))
-    _, found = _findings(ns)
-    assert found == [("not_redirected", "stray", [])]
-
-    # the stray pod opts out on purpose: nothing left to report
-    core.patch_namespaced_pod(
-        "stray", ns, {"metadata": {"labels": {ambient.DATAPLANE_MODE: "none"}}}
-    )
     result, found = _findings(ns)
     assert result["holds"] is True, found
+
+    # a pod that opts out on purpose is neither enrolled nor reported
+    _create_pod(core, ns, "outside", {"app": "outside", ambient.DATAPLANE_MODE: "none"})
+    result, found = _findings(ns)
+    assert result["holds"] is True, found
+
+
+def _enrolled(core: client.CoreV1Api, namespace: str, name: str) -> bool:
+    pod = core.read_namespaced_pod(name, namespace)
+    return (pod.metadata.annotations or {}).get(ambient.REDIRECTION) == "enabled"
+
+
+def _pod_exists(core: client.CoreV1Api, namespace: str, name: str) -> bool:
+    return any(p.metadata.name == name for p in core.list_namespaced_pod(namespace).items)
 
 
 def test_a_namespace_that_does_not_exist_is_invalid_input(lab: Path) -> None:

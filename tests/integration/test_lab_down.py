@@ -23,7 +23,7 @@ def test_lab_down_leaves_nothing_behind(lab: Path) -> None:
     assert network.lab_netns()
     manager.down(paths)
     assert procs.lab_pids(str(paths.state)) == []
-    assert inspect.container_processes() == []
+    assert inspect.container_processes(sandboxes=True) == []
     assert network.lab_netns() == []
     assert not Path(f"/sys/class/net/{DEFAULT.bridge}").exists()
     assert not [

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
 import urllib.request
@@ -15,7 +16,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from chaosmesh_sec.lab import network
+from chaosmesh_sec.lab import inspect, network
 from chaosmesh_sec.lab.agent import kwokres, podstatus, volumes
 from chaosmesh_sec.lab.agent.cni import CniError, NodeCni
 from chaosmesh_sec.lab.agent.crilog import CriLogPump
@@ -47,6 +48,7 @@ class PodState:
     processes: dict[str, ContainerProcess] = field(default_factory=dict)
     pumps: list[CriLogPump] = field(default_factory=list)
     gone: bool = False
+    sandbox: subprocess.Popen[bytes] | None = None
 
 
 class NodeAgent:
@@ -197,6 +199,7 @@ class NodeAgent:
         pod_dir = self.pods_root / f"{meta.namespace}_{meta.name}_{meta.uid[:8]}"
         pod_dir.mkdir(parents=True, exist_ok=True)
         netns = ""
+        retried = False
         if not pod.spec.host_network:
             netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
             try:
@@ -205,7 +208,7 @@ class NodeAgent:
                 network.delete_pod_netns(meta.uid)
                 self._sandbox_failed(pod, str(exc))
                 return
-            self.sandbox_failures.pop(meta.uid, None)
+            retried = self.sandbox_failures.pop(meta.uid, None) is not None
             logger.info(
                 "lab agent %s: %s/%s network by %s (%s)%s",
                 self.node.name,
@@ -217,6 +220,19 @@ class NodeAgent:
             )
         (pod_dir / "netns").write_text(netns)
         state = PodState(meta.uid, meta.namespace, meta.name, pod_dir, netns, pod.status.pod_ip)
+        if netns:  # the pod's sandbox ("pause"): a process that holds the namespace
+            state.sandbox = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{netns}", "--", "sleep", "infinity"],
+                env={
+                    **self.base_env,
+                    "CMSLAB_POD_UID": meta.uid,
+                    "CMSLAB_CONTAINER": inspect.SANDBOX,
+                },
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         if netns:  # the pod's names for Services (hostNetwork pods use the node's)
             self.services.write_hosts(pod_dir / "hosts", meta.namespace, meta.name, state.pod_ip)
         with self.lock:
@@ -226,6 +242,8 @@ class NodeAgent:
         # exec / logs / port-forward first: a container may cut this node off the API
         # server as soon as it runs (the partition fault pod does, by design)
         kwokres.ensure(self.custom, pod, pod_dir)
+        if retried and not pod.spec.init_containers:  # it was Pending until now
+            self._patch_status(pod, podstatus.running(pod, time.time(), {}))
         if pod.spec.init_containers:
             threading.Thread(
                 target=self._initialise, args=(state, pod, vols), name=f"init-{meta.name}"
@@ -316,7 +334,7 @@ class NodeAgent:
                     time.sleep(0.5)
         if state.gone:
             return
-        self._patch_status(pod, podstatus.init_completed(pod, began, restarts))
+        self._patch_status(pod, podstatus.running(pod, began, restarts))
         self._start_all(state, pod, vols)
 
     def _run_to_exit(self, state: PodState, pod: Any, container: Any, vols: dict[str, Path]) -> int:
@@ -410,6 +428,9 @@ class NodeAgent:
         if state is None:
             return
         state.gone = True
+        if state.sandbox is not None:
+            state.sandbox.kill()
+            state.sandbox.wait(timeout=5)
         for cp in state.processes.values():
             cp.stop()
         for pump in state.pumps:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-__all__ = ["init_completed", "init_failed", "sandbox_failed", "stamp", "terminated"]
+__all__ = ["init_failed", "running", "sandbox_failed", "stamp", "terminated"]
 
 
 def stamp(at: float | None = None) -> str:
@@ -93,8 +93,8 @@ def init_failed(
     }
 
 
-def init_completed(pod: Any, started: float, restarts: dict[str, int]) -> dict[str, Any]:
-    """Every init container exited 0: the pod runs (its containers start now)."""
+def running(pod: Any, started: float, restarts: dict[str, int]) -> dict[str, Any]:
+    """The pod runs: its sandbox is up and every init container (if any) exited 0."""
     statuses = [
         {
             "name": c.name,
