@@ -23,7 +23,7 @@ reference: $(VENV)/.installed ## regenerate docs/activities.md from the code
 # ============================================================================
 # Lab, tests and the main job. The lab needs root (network namespaces, iptables).
 # ----------------------------------------------------------------------------
-.PHONY: test lab-build lab-up lab-down smoke flagship integration reference-journals
+.PHONY: test lab-build lab-up lab-down smoke flagship integration gameday reference-journals
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,15 +56,23 @@ flagship: lab-up ## the main job: the flagship experiment against the lab, journ
 	  $(BIN)/chaos --no-version-check run --journal-path journals/wrong-identity.json \
 	  experiments/wrong-identity.json
 
-reference-journals: lab-up ## regenerate journals/reference/ from real lab runs
+gameday: lab-up ## every experiment against the lab in one game day (gamedays/lab.yaml), results in journals/
+	KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
+	  $(BIN)/chaosmesh-sec gameday --yes gamedays/lab.yaml
+
+reference-journals: lab-up ## regenerate journals/reference/: a game day of every experiment in the lab
+	rm -rf journals/.reference-run
+	KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
+	  $(BIN)/chaosmesh-sec gameday --yes --quiet --out journals/.reference-run gamedays/lab.yaml
 	mkdir -p journals/reference
-	for exp in wrong-identity issuance-partition team-isolation; do \
-	  KUBECONFIG=$$($(BIN)/chaosmesh-sec lab status --kubeconfig) \
-	    $(BIN)/chaos --no-version-check run --journal-path journals/reference/$$exp.json \
-	    experiments/$$exp.json || exit 1; \
+	rm -f journals/reference/*.json
+	for f in journals/.reference-run/*/[0-9][0-9]-*.json; do \
+	  name=$${f##*/}; cp "$$f" "journals/reference/$${name#[0-9][0-9]-}"; \
 	done
+	cp journals/.reference-run/*/metrics.prom journals/reference/
 	$(BIN)/chaosmesh-sec report journals/reference/*.json --out journals/reference \
-	  --title "chaosmesh-sec reference runs (lab)"
+	  --title "chaosmesh-sec reference game day (lab)"
+	rm -rf journals/.reference-run
 
 smoke: lab-up ## the smoke experiment (no fault) against the lab, journal in journals/
 	mkdir -p journals

@@ -12,6 +12,8 @@ start on the node (seed 003: ``plugin galaxy-sdn does not support config version
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,15 +101,28 @@ def plugin_types(conf: dict[str, Any]) -> list[str]:
     return [str(p.get("type", "")) for p in plugins if isinstance(p, dict)]
 
 
+PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def safe_plugin(name: str) -> bool:
+    """A plugin type that can name a file in the bin dir (the config is node data, not ours)."""
+    return bool(PLUGIN_NAME.fullmatch(name))
+
+
 def version_script(bin_dir: str, version: str, types: list[str]) -> str:
-    """Ask each plugin binary which config versions it supports (CNI ``VERSION``)."""
-    request = json.dumps({"cniVersion": version}).replace("'", "")
+    """Ask each plugin binary which config versions it supports (CNI ``VERSION``).
+
+    Types and the version come from the node's config file: they are quoted, and a
+    type that could not be a file name is skipped.
+    """
+    request = shlex.quote(json.dumps({"cniVersion": version}))
     lines = [
-        f"echo '{VERSION_MARK}{t}'; printf '%s' '{request}' | "
-        f"CNI_COMMAND=VERSION {bin_dir}/{t} 2>&1; echo"
+        f"echo {shlex.quote(VERSION_MARK + t)}; printf '%s' {request} | "
+        f"CNI_COMMAND=VERSION {shlex.quote(f'{bin_dir}/{t}')} 2>&1; echo"
         for t in types
+        if safe_plugin(t)
     ]
-    return "; ".join(lines) + "; true"
+    return "; ".join([*lines, "true"])
 
 
 def parse_versions(out: str) -> dict[str, list[str] | str]:
@@ -163,7 +178,9 @@ def assess(
     facts.update(cni_version=version, plugins=types, has_plugin=plugin in types)
     for kind in types:
         answer = versions.get(kind)
-        if kind not in found.binaries:
+        if not safe_plugin(kind):
+            findings.append(Finding("unreadable_config", f"{name}: plugin type {kind!r}"))
+        elif kind not in found.binaries:
             findings.append(
                 Finding("plugin_binary_missing", f"{name}: plugin {kind!r} is not in the bin dir")
             )

@@ -71,8 +71,9 @@ def capture_settings(pod: Any) -> Settings:
     """The capture the plugin installs for ``pod``: defaults plus its annotations."""
     annotations = pod.metadata.annotations or {}
     env = {var: annotations[key] for key, var in ANNOTATION_ENV.items() if key in annotations}
-    if "EXCLUDE_OUTBOUND_PORTS" not in env:
-        env["EXCLUDE_OUTBOUND_PORTS"] = ",".join(map(str, Settings().exclude_outbound_ports))
+    defaults = ",".join(map(str, Settings().exclude_outbound_ports))
+    extra = env.get("EXCLUDE_OUTBOUND_PORTS", "")
+    env["EXCLUDE_OUTBOUND_PORTS"] = f"{defaults},{extra}" if extra else defaults
     try:
         return Settings.from_env(env)
     except ValueError as exc:

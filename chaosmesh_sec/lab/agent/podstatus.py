@@ -60,6 +60,8 @@ def init_failed(
 ) -> dict[str, Any]:
     """Init container ``name`` exited ``code``; it is retried (CrashLoopBackOff)."""
     statuses = []
+    names = [c.name for c in pod.spec.init_containers or []]
+    done = names[: names.index(name)] if name in names else []
     for c in pod.spec.init_containers or []:
         entry: dict[str, Any] = {
             "name": c.name,
@@ -79,6 +81,8 @@ def init_failed(
                     "finishedAt": stamp(),
                 }
             }
+        elif c.name in done:
+            entry["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
         else:
             entry["state"] = {"waiting": {"reason": "PodInitializing"}}
         statuses.append(entry)
@@ -120,10 +124,10 @@ def running(pod: Any, started: float, restarts: dict[str, int]) -> dict[str, Any
         "status": {
             "phase": "Running",
             "podIP": pod.status.pod_ip,
-            "conditions": [
-                {"type": "Initialized", "status": "True"},
-                {"type": "Ready", "status": ready},
-                {"type": "ContainersReady", "status": ready},
+            "conditions": [  # reason None: drop what a failure wrote
+                {"type": "Initialized", "status": "True", "reason": None},
+                {"type": "Ready", "status": ready, "reason": None},
+                {"type": "ContainersReady", "status": ready, "reason": None},
             ],
             "initContainerStatuses": statuses,
             "containerStatuses": [
@@ -154,7 +158,7 @@ def terminated(pod: Any, container: str, code: int, started: float) -> dict[str,
             "state": {
                 "terminated": {
                     "exitCode": code if c.name == container else 0,
-                    "reason": "Completed" if code == 0 else "Error",
+                    "reason": "Error" if c.name == container and code != 0 else "Completed",
                     "startedAt": stamp(started),
                     "finishedAt": stamp(),
                 }
