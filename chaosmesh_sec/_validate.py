@@ -13,6 +13,7 @@ from chaosmesh_sec.errors import InvalidInput
 __all__ = [
     "dns_label",
     "dns_subdomain",
+    "image",
     "label_selector",
     "non_negative_int",
     "optional_dns_label",
@@ -102,3 +103,10 @@ def optional_dns_label(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(name, f"must be a string, got {type(value).__name__}")
     return dns_label(name, value) if value else ""
+
+
+def image(name: str, value: Any, needs: str) -> str:
+    """A container image reference for a pod the pack starts; ``needs`` says what it must hold."""
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+        raise InvalidInput(name, f"must name an image that has {needs}")
+    return value.strip()

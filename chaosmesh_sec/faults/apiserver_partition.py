@@ -209,8 +209,7 @@ def partition_node_from_apiserver(
         )
     if scope not in SCOPES:
         raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r}")
-    if not image.strip():
-        raise InvalidInput("image", "must name an image that has sh and iptables")
+    image = _validate.image("image", image, "sh and iptables")
     _validate.dns_label("fault_namespace", fault_namespace)
     api = api_client(configuration, secrets)
     core = k8s.CoreV1Api(api)

@@ -61,8 +61,7 @@ def cni_chain_intact(
     agent_namespace = _validate.dns_label("agent_namespace", agent_namespace)
     agent_selector = _validate.label_selector("agent_selector", agent_selector)
     probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
-    if not isinstance(image, str) or not image.strip():
-        raise InvalidInput("image", "must name an image that has sh")
+    image = _validate.image("image", image, "sh")
     wanted = [_validate.dns_subdomain("nodes", n) for n in str(nodes).split(",") if n.strip()]
     core = core_v1(configuration, secrets)
     with api_errors("list nodes"):

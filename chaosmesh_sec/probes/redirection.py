@@ -28,7 +28,6 @@ from typing import Any
 from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
-from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.probes._nat_rules import NatView, dump_script, parse_dumps
 from chaosmesh_sec.probes._node_pod import DEFAULT_IMAGE, node_pod
@@ -80,8 +79,7 @@ def redirection_in_place(
     validation_container = _validate.dns_label("validation_container", validation_container)
     uninitialized_label = _validate.label_selector("uninitialized_label", uninitialized_label)
     probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
-    if not isinstance(image, str) or not image.strip():
-        raise InvalidInput("image", "must name an image with sh, nsenter, ip and iptables-save")
+    image = _validate.image("image", image, "sh, nsenter, ip and iptables-save")
     core = core_v1(configuration, secrets)
     if namespace:
         wl.require_namespace(core, namespace)

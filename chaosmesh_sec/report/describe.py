@@ -319,6 +319,38 @@ def _root_cert(o: Mapping[str, Any]) -> str:
     return _with_reason(f"NOT published in {_str(o.get('namespace'))}", o)
 
 
+def _findings(o: Mapping[str, Any], where: str) -> str:
+    found = [_map(f) for f in _list(o.get("findings"))]
+    if not found:
+        return ""
+    listed = ", ".join(f"{_str(f.get(where))}: {_str(f.get('kind'))}" for f in found)
+    return f"{len(found)} finding(s): {listed}"
+
+
+def _redirection(o: Mapping[str, Any]) -> str:
+    counts = _map(o.get("counts"))
+    text = ", ".join(f"{_word(counts.get(v))} {v}" for v in counts) or "no sidecar pod"
+    caught = _list(o.get("caught"))
+    if caught:
+        text += f"; caught: {', '.join(map(_str, caught))}"
+    bypassed = _list(o.get("unredirected"))
+    if bypassed:
+        text += f"; RUNNING WITHOUT CAPTURE: {', '.join(map(_str, bypassed))}"
+    return text
+
+
+def _cni_chain(o: Mapping[str, Any]) -> str:
+    nodes = [_map(n) for n in _list(o.get("nodes"))]
+    chains = sorted({" -> ".join(map(_str, _list(n.get("plugins")))) for n in nodes})
+    text = f"{len(nodes)} node(s), chain {' | '.join(chains) or 'none'}"
+    return f"{text}; {_findings(o, 'node') or 'no finding'}"
+
+
+def _ambient(o: Mapping[str, Any]) -> str:
+    text = f"{_word(o.get('ambient_pods'))} ambient pod(s)"
+    return f"{text}; {_findings(o, 'pod') or 'no finding'}"
+
+
 def _with_reason(text: str, o: Mapping[str, Any]) -> str:
     reason = o.get("reason")
     return f"{text}; {_str(reason)}" if reason else text
@@ -358,6 +390,9 @@ _DESCRIBERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "identity_is_enforced": _enforced,
     "istiod_replicas_ready": _replicas_ready,
     "root_cert_published": _root_cert,
+    "redirection_in_place": _redirection,
+    "cni_chain_intact": _cni_chain,
+    "ambient_posture": _ambient,
 }
 
 

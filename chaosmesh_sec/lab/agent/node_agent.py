@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,16 +346,7 @@ class NodeAgent:
             codes.append(code)
             done.set()
 
-        cp = start_container(
-            pod,
-            container,
-            netns=state.netns,
-            volumes=vols,
-            pod_dir=state.pod_dir,
-            bin_dir=self.bin_dir,
-            base_env=self.base_env,
-            on_exit=on_exit,
-        )
+        cp = self._launch(state, pod, container, vols, on_exit)
         if cp is None:  # nothing the lab runs for it: it completes
             return 0
         state.processes[container.name] = cp
@@ -365,14 +357,17 @@ class NodeAgent:
         state.processes.pop(container.name, None)
         return codes[0]
 
-    def _start(self, state: PodState, pod: Any, container: Any, vols: dict[str, Path]) -> None:
-        cdir = state.pod_dir / "containers" / container.name
-        cdir.mkdir(parents=True, exist_ok=True)
-
-        def on_exit(cp: ContainerProcess, code: int) -> None:
-            self._exited(state, pod, container, vols, cp, code)
-
-        cp = start_container(
+    def _launch(
+        self,
+        state: PodState,
+        pod: Any,
+        container: Any,
+        vols: dict[str, Path],
+        on_exit: Callable[[ContainerProcess, int], None],
+    ) -> ContainerProcess | None:
+        """Start one container (its directory first: the exec shim finds its pid there)."""
+        (state.pod_dir / "containers" / container.name).mkdir(parents=True, exist_ok=True)
+        return start_container(
             pod,
             container,
             netns=state.netns,
@@ -382,6 +377,14 @@ class NodeAgent:
             base_env=self.base_env,
             on_exit=on_exit,
         )
+
+    def _start(self, state: PodState, pod: Any, container: Any, vols: dict[str, Path]) -> None:
+        cdir = state.pod_dir / "containers" / container.name
+
+        def on_exit(cp: ContainerProcess, code: int) -> None:
+            self._exited(state, pod, container, vols, cp, code)
+
+        cp = self._launch(state, pod, container, vols, on_exit)
         raw = state.pod_dir / "logs" / f"{container.name}.log"
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.touch()
