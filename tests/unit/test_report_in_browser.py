@@ -56,8 +56,24 @@ def test_the_figures_read_off_the_page_are_all_there(reference_dom: str) -> None
         "denied_by_mesh",
     )
     (timeline,) = by_name["issuance-partition.json"].samplings
-    assert {lane.target: lane.success_text for lane in timeline.lanes}["service"] == "72.7%"
-    assert len(timeline.samples) == 44 and len(timeline.windows) == 1
+    rate, samples = _service_sampling()
+    assert {lane.target: lane.success_text for lane in timeline.lanes}["service"] == _percent(rate)
+    assert len(timeline.samples) == samples and len(timeline.windows) == 1
+
+
+def _service_sampling() -> tuple[float, int]:
+    """The Service lane's success rate and the sample count, from the reference journal."""
+    run = json.loads((ROOT / "journals/reference/issuance-partition.json").read_text())
+    [out] = [
+        r["output"] for r in run["run"] if r["activity"]["provider"]["func"] == "sample_issuance"
+    ]
+    return float(out["summary"]["service"]["success_rate"]), len(out["samples"])
+
+
+def _percent(rate: float) -> str:
+    """As the page writes a rate: one decimal, none when whole."""
+    text = f"{rate * 100:.1f}"
+    return f"{text.removesuffix('.0')}%"
 
 
 def _fail_open(journal: Path, tmp_path: Path) -> Path:
@@ -92,8 +108,14 @@ WRONG_FIGURES = {  # what the comparison names -> the page's text, and a wrong o
         'data-cell="sleep-v2 -&gt; helloworld-v1" data-verdict="denied_by_mesh"',
         'data-cell="sleep-v2 -&gt; helloworld-v1" data-verdict="allowed"',
     ),
-    "lanes[service].success_text": (">72.7%<", ">72.8%<"),
-    "lanes[service].success_rate": ('data-success-rate="0.7273"', 'data-success-rate="0.7272"'),
+    "lanes[service].success_text": (
+        f">{_percent(_service_sampling()[0])}<",
+        f">{_percent(_service_sampling()[0] + 0.001)}<",
+    ),
+    "lanes[service].success_rate": (
+        f'data-success-rate="{round(_service_sampling()[0], 4):g}"',
+        f'data-success-rate="{round(_service_sampling()[0] + 0.0001, 4):g}"',
+    ),
     ".samples": ('data-t="13" data-target="service"', 'data-t="14" data-target="service"'),
     ".summary_row": ('data-fail-open-count="0"', 'data-fail-open-count="1"'),
     ".fail_open_count": ('false" data-fail-open-count="0"', 'false" data-fail-open-count="1"'),
