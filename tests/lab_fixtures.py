@@ -146,6 +146,24 @@ def three_ready(core: client.CoreV1Api) -> Iterator[list[client.V1Pod]]:
     eventually(lambda: _three_ready(core), 120, "3 Ready istiod pods after the test")
 
 
+def _every_replica_issues() -> bool:
+    from chaosmesh_sec.probes.issuance import certificate_issuance
+
+    return bool(certificate_issuance(min_issuing_replicas=3, require_service=True)["ok"])
+
+
+@pytest.fixture
+def three_issuing(three_ready: list[client.V1Pod]) -> list[client.V1Pod]:
+    """3 Ready istiod pods that each issue a certificate now.
+
+    After a partition heals, the istiod of the healed node can still fail TokenReviews
+    for a while: its connection to the API server waits for TCP's retransmission
+    back-off, or for client-go's HTTP/2 health check (about 45 s) to give up on it.
+    """
+    eventually(_every_replica_issues, 150, "every istiod replica to issue")
+    return three_ready
+
+
 @pytest.fixture(scope="session")
 def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)

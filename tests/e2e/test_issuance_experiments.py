@@ -69,7 +69,7 @@ def test_partitioned_replica_stops_issuing_and_the_others_carry_on(
 
 
 def test_service_path_issues_through_a_two_replica_kill(
-    lab: Path, tmp_path: Path, three_ready: list[Any]
+    lab: Path, tmp_path: Path, three_issuing: list[Any]
 ) -> None:
     run = chaos_run(
         EXPERIMENTS / "issuance-istiod-kill.json",
