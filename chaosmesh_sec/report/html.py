@@ -26,6 +26,7 @@ from chaosmesh_sec.report.model import (
     Hypothesis,
     IssuanceCheck,
     MatrixView,
+    RedirectionView,
     Report,
     Step,
     Timeline,
@@ -258,6 +259,8 @@ def _experiment(e: Experiment) -> str:
         parts.append("<h3>Certificate issuance</h3>")
         parts.extend(_timeline(t) for t in e.timelines)
         parts.extend(_issuance_check(c) for c in e.issuance_checks)
+    if e.redirections:
+        parts.append(_redirections(e.redirections))
     parts.append(_faults(e))
     parts.append("</section>")
     return "".join(parts)
@@ -341,6 +344,27 @@ def _matrix(v: MatrixView) -> str:
         f'<figure class="matrix"{data}><figcaption>{"".join(caption)}</figcaption>'
         f"{svg.heatmap(v)}{listed}</figure>"
     )
+
+
+def _redirections(views: Sequence[RedirectionView]) -> str:
+    figures = []
+    for v in views:
+        holds = _yes_no(v.holds, "no pod runs around its proxy", "a pod RUNS AROUND ITS PROXY")
+        if v.holds is None:
+            holds = f'<span class="bad">{_e(v.error or "no result")}</span>'
+        data = _attrs(
+            phase=v.phase,
+            probe=v.probe,
+            holds=v.holds,
+            caught=v.count("caught"),
+            unredirected=v.count("unredirected"),
+        )
+        figures.append(
+            f'<figure class="redirection"{data}><figcaption><span class="phase">'
+            f"{_e(v.phase)}</span> {_e(v.probe)} · {holds}</figcaption>"
+            f"{svg.redirection(v)}</figure>"
+        )
+    return f"<h3>Traffic redirection (sidecar pods)</h3>{''.join(figures)}"
 
 
 def _timeline(t: Timeline) -> str:

@@ -18,11 +18,13 @@ from datetime import datetime
 
 from chaosmesh_sec.report import describe
 from chaosmesh_sec.report.model import (
+    REDIRECTION_VERDICTS,
     Experiment,
     Hypothesis,
     IssuanceCheck,
     MatrixCell,
     MatrixView,
+    RedirectionView,
     Report,
     Step,
     Timeline,
@@ -166,8 +168,31 @@ def _experiment(e: Experiment) -> list[str]:
             lines += _timeline(t)
         for c in e.issuance_checks:
             lines += _issuance_check(c)
+    if e.redirections:
+        lines += ["### Traffic redirection (sidecar pods)", ""]
+        for check in e.redirections:
+            lines += _redirection(check)
     lines += _faults(e)
     return lines
+
+
+def _redirection(view: RedirectionView) -> list[str]:
+    counts = ", ".join(f"{view.count(v)} {v}" for v in REDIRECTION_VERDICTS)
+    head = f"**{_t(view.phase)}** {_t(view.probe)}: {counts}"
+    if view.count("unredirected"):
+        head += " (**a pod runs around its proxy**)"
+    rows = [
+        [
+            _t(p.pod),
+            _t(p.node),
+            f"**{p.verdict}**" if p.verdict == "unredirected" else p.verdict,
+            _t(p.detail),
+        ]
+        for p in view.pods
+    ]
+    if not rows:
+        return [head, ""]
+    return [head, "", *_table(["Pod", "Node", "Verdict", "Why"], rows)]
 
 
 def _hypothesis(e: Experiment) -> list[str]:

@@ -62,6 +62,8 @@ __all__ = [
     "IssuanceRow",
     "MatrixCell",
     "MatrixView",
+    "PodRedirection",
+    "RedirectionView",
     "Report",
     "SafetyNet",
     "Sample",
@@ -84,6 +86,9 @@ FAULTS_PACKAGE = "chaosmesh_sec.faults."
 MATRIX_PROBE = ("chaosmesh_sec.probes.matrix", "identity_matrix")
 SAMPLING_PROBE = ("chaosmesh_sec.probes.issuance", "sample_issuance")
 ISSUANCE_PROBE = ("chaosmesh_sec.probes.issuance", "certificate_issuance")
+REDIRECTION_PROBE = ("chaosmesh_sec.probes.redirection", "redirection_in_place")
+REDIRECTION_VERDICTS = ("redirected", "caught", "unredirected", "unknown")
+"""A sidecar pod's traffic capture, best first (as :mod:`chaosmesh_sec.probes.redirection`)."""
 SAFETY_NET = "chaosmesh-sec-safety-net"
 HEAL_PREFIXES = ("heal_", "restore_")
 LEFTOVERS_MODULE = "chaosmesh_sec.faults.leftovers"
@@ -342,6 +347,31 @@ class SafetyNet:
 
 
 @dataclass(frozen=True)
+class PodRedirection:
+    """One sidecar pod in a redirection check: `pod` is ``namespace/name``."""
+
+    pod: str
+    node: str
+    verdict: str
+    detail: str
+    validation_exit_code: int | None
+
+
+@dataclass(frozen=True)
+class RedirectionView:
+    """One ``redirection_in_place`` check: its pods and their verdicts."""
+
+    phase: str
+    probe: str
+    holds: bool | None
+    pods: tuple[PodRedirection, ...]
+    error: str
+
+    def count(self, verdict: str) -> int:
+        return sum(1 for p in self.pods if p.verdict == verdict)
+
+
+@dataclass(frozen=True)
 class Experiment:
     """One journal, read: verdict, hypothesis, what ran, and this pack's figures.
 
@@ -370,6 +400,7 @@ class Experiment:
     fault_windows: tuple[FaultWindow, ...]
     safety_net: SafetyNet | None
     chaoslib_version: str
+    redirections: tuple[RedirectionView, ...] = ()
 
     @property
     def fail_open_count(self) -> int:
@@ -497,6 +528,9 @@ def experiment_from_journal(
         fault_windows=windows,
         safety_net=_safety_net(journal.get("extensions")),
         chaoslib_version=_str(journal.get("chaoslib-version")),
+        redirections=tuple(
+            _redirection(s) for s in every if (s.module, s.func) == REDIRECTION_PROBE
+        ),
     )
 
 
@@ -795,6 +829,30 @@ def _issuance(step: Step) -> IssuanceCheck:
         replica_count=_int(o.get("replica_count")),
         checked_at=_str(o.get("checked_at")),
         rows=tuple(rows),
+        error=step.error,
+    )
+
+
+def _redirection(step: Step) -> RedirectionView:
+    out = _map(step.output)
+    pods = []
+    for raw in (_map(p) for p in _list(out.get("pods"))):
+        verdict = _str(raw.get("verdict"))
+        pods.append(
+            PodRedirection(
+                pod=f"{_str(raw.get('namespace'))}/{_str(raw.get('pod'))}",
+                node=_str(raw.get("node")),
+                verdict=verdict if verdict in REDIRECTION_VERDICTS else "unknown",
+                detail=_str(raw.get("detail")),
+                validation_exit_code=_int(raw.get("validation_exit_code")),
+            )
+        )
+    holds = out.get("holds")
+    return RedirectionView(
+        phase=step.phase,
+        probe=step.name,
+        holds=holds if isinstance(holds, bool) else None,
+        pods=tuple(pods),
         error=step.error,
     )
 

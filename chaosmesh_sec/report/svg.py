@@ -1,4 +1,5 @@
-"""Inline SVG figures: the identity-matrix heatmap, its legend, the issuance timeline.
+"""Inline SVG figures: the identity-matrix heatmap, its legend, the issuance timeline,
+the sidecar pods' traffic redirection.
 
 Each function returns one ``<svg>`` element as text, for an HTML page (no script, no
 external reference; sized in pixels with a viewBox, so it scales and prints). Every
@@ -15,7 +16,15 @@ from collections.abc import Callable, Iterable, Sequence
 from html import escape
 
 from chaosmesh_sec.report import describe
-from chaosmesh_sec.report.model import MatrixCell, MatrixView, Sample, Timeline, Window
+from chaosmesh_sec.report.model import (
+    REDIRECTION_VERDICTS,
+    MatrixCell,
+    MatrixView,
+    RedirectionView,
+    Sample,
+    Timeline,
+    Window,
+)
 from chaosmesh_sec.report.scrub import scrub
 
 __all__ = [
@@ -23,6 +32,7 @@ __all__ = [
     "VERDICT_COLOURS",
     "heatmap",
     "matrix_legend",
+    "redirection",
     "timeline",
 ]
 
@@ -36,6 +46,13 @@ VERDICT_COLOURS = {
     "error": "#d4d4d4",
 }
 """A light fill per cell verdict (dark text stays readable on each, in print too)."""
+REDIRECTION_COLOURS = {
+    "redirected": "#bfe3c0",
+    "caught": "#f9d9a6",
+    "unredirected": "#c00018",
+    "unknown": "#d4d4d4",
+}
+"""A pod's capture: through its proxy, held back (caught), around it (fail-open), unknown."""
 FAIL_OPEN_COLOUR = "#c00018"
 NOT_OK_COLOUR = "#8a4b00"
 CHANGE_COLOUR = "#5b2a86"
@@ -345,3 +362,36 @@ def _mark(sample: Sample, x: float, y: float) -> str:
     else:
         shape = f'<rect x="{_n(x - 4)}" y="{_n(y - 4)}" width="8" height="8" fill="{FAILED_MARK}"/>'
     return f"<g {attrs}><title>{_e(tip)}</title>{shape}</g>"
+
+
+# ---------------------------------------------------------------- redirection
+
+POD_ROW_H = 22
+
+
+def redirection(view: RedirectionView) -> str:
+    """One row per sidecar pod: a swatch coloured by its verdict, its name, node and why.
+
+    A pod running without capture (its app reachable around the proxy) is drawn red
+    with white text, as a fail-open cell is; the counts head the figure.
+    """
+    label = f"{view.phase}: {view.probe} (traffic redirection)"
+    counts = " · ".join(f"{view.count(v)} {v}" for v in REDIRECTION_VERDICTS)
+    rows = [_text(4, 14, counts or "no sidecar pod", 12, fill=MUTED)]
+    longest = max([len(counts), *(len(p.pod) * 1.15 + 95 for p in view.pods)])
+    for i, pod in enumerate(view.pods):
+        y = 24 + i * POD_ROW_H
+        colour = REDIRECTION_COLOURS.get(pod.verdict, REDIRECTION_COLOURS["unknown"])
+        ink = "#ffffff" if pod.verdict == "unredirected" else INK
+        why = describe.clip(f"{pod.node}: {pod.detail}", 90)
+        where = _text(124 + BOLD_CHAR_W * len(pod.pod), y + 13, why, 11)
+        rows.append(
+            f'<g class="pod" data-pod="{_e(pod.pod)}" data-verdict="{_e(pod.verdict)}">'
+            f'<rect x="4" y="{_n(y)}" width="108" height="18" rx="3" fill="{colour}"/>'
+            f"{_text(58, y + 13, pod.verdict, 11, fill=ink, text_anchor='middle')}"
+            f"{_text(120, y + 13, pod.pod, 12, font_weight='600')}"
+            f"{where}"
+            "</g>"
+        )
+    width = max(360.0, 130 + CHAR_W * longest)
+    return _svg(width, 30 + POD_ROW_H * len(view.pods), label, rows, "redirection")

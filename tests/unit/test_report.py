@@ -583,3 +583,32 @@ def test_the_page_is_self_contained(tmp_path: Path) -> None:
     assert hrefs and all(h.startswith("#exp-") for h in hrefs)
     assert not [e for e in page.elements if "src" in e["attrs"]]
     assert "url(" not in html and "@import" not in html
+
+
+def test_every_sidecar_pod_is_drawn_with_the_journals_redirection_verdict(
+    tmp_path: Path,
+) -> None:
+    journal = Path(__file__).parents[2] / "journals" / "reference" / "cni-restart.json"
+    written = _render(tmp_path, [journal])
+    page = Page(written["html"])
+    run = json.loads(journal.read_text())
+    expected = []
+    for phase, steps in (
+        ("before", run["steady_states"]["before"]["probes"]),
+        ("during", run["run"]),
+        ("after", run["steady_states"]["after"]["probes"]),
+    ):
+        for step in steps:
+            if step["activity"]["provider"].get("func") == "redirection_in_place":
+                expected += [
+                    (phase, f"{p['namespace']}/{p['pod']}", p["verdict"])
+                    for p in step["output"]["pods"]
+                ]
+    drawn = [
+        (e["fig"]["data-phase"], e["attrs"]["data-pod"], e["attrs"]["data-verdict"])
+        for e in page.find("g")
+        if "data-pod" in e["attrs"]
+    ]
+    assert drawn == expected
+    assert ("during", "caught") in {(phase, verdict) for phase, _pod, verdict in drawn}
+    assert "### Traffic redirection (sidecar pods)" in written["markdown"]
