@@ -61,13 +61,24 @@ def test_the_figures_read_off_the_page_are_all_there(reference_dom: str) -> None
     assert len(timeline.samples) == samples and len(timeline.windows) == 1
 
 
-def _service_sampling() -> tuple[float, int]:
-    """The Service lane's success rate and the sample count, from the reference journal."""
+def _sampler_output() -> dict[str, Any]:
+    """The reference issuance-partition journal's sampling output."""
     run = json.loads((ROOT / "journals/reference/issuance-partition.json").read_text())
     [out] = [
         r["output"] for r in run["run"] if r["activity"]["provider"]["func"] == "sample_issuance"
     ]
+    return dict(out)
+
+
+def _service_sampling() -> tuple[float, int]:
+    """The Service lane's success rate and the sample count."""
+    out = _sampler_output()
     return float(out["summary"]["service"]["success_rate"]), len(out["samples"])
+
+
+def _last_service_t() -> float:
+    """The time of the Service lane's last sample."""
+    return float(max(x["t"] for x in _sampler_output()["samples"] if x["target"] == "service"))
 
 
 def _percent(rate: float) -> str:
@@ -116,7 +127,10 @@ WRONG_FIGURES = {  # what the comparison names -> the page's text, and a wrong o
         f'data-success-rate="{round(_service_sampling()[0], 4):g}"',
         f'data-success-rate="{round(_service_sampling()[0] + 0.0001, 4):g}"',
     ),
-    ".samples": ('data-t="13" data-target="service"', 'data-t="14" data-target="service"'),
+    ".samples": (
+        f'data-t="{_last_service_t():g}" data-target="service"',
+        f'data-t="{_last_service_t() + 1:g}" data-target="service"',
+    ),
     ".summary_row": ('data-fail-open-count="0"', 'data-fail-open-count="1"'),
     ".fail_open_count": ('false" data-fail-open-count="0"', 'false" data-fail-open-count="1"'),
     ".status_text": (">completed, not deviated<", ">completed, deviated<"),
