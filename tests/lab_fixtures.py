@@ -24,6 +24,7 @@ from chaosmesh_sec import kit
 from chaosmesh_sec.lab import inspect, manager
 from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.topology import DEFAULT
+from chaosmesh_sec.probes.issuance import certificate_issuance
 
 T = TypeVar("T")
 
@@ -81,6 +82,28 @@ def eventually(check: Callable[[], T | None], timeout: float = 60, what: str = "
 
 
 PAUSE = "registry.k8s.io/pause:3.10"
+CURL = "docker.io/curlimages/curl:8.11.1"
+
+
+def curl_pod(
+    name: str,
+    node: str = "",
+    labels: dict[str, str] | None = None,
+    ports: list[client.V1ContainerPort] | None = None,
+) -> client.V1Pod:
+    """A pod whose one container (``app``) runs this machine's curl on demand (it sleeps)."""
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1PodSpec(
+            node_selector={"kubernetes.io/hostname": node} if node else None,
+            termination_grace_period_seconds=1,
+            containers=[
+                client.V1Container(
+                    name="app", image=CURL, command=["/bin/sleep", "infinity"], ports=ports
+                )
+            ],
+        ),
+    )
 
 
 def deploy_pause(
@@ -147,8 +170,6 @@ def three_ready(core: client.CoreV1Api) -> Iterator[list[client.V1Pod]]:
 
 
 def _every_replica_issues() -> bool:
-    from chaosmesh_sec.probes.issuance import certificate_issuance
-
     return bool(certificate_issuance(min_issuing_replicas=3, require_service=True)["ok"])
 
 

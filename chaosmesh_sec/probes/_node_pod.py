@@ -43,7 +43,6 @@ LIFETIME_SECONDS = 300
 READY_TIMEOUT = 60
 CNI_NET_DIR = "/run/host/etc/cni/net.d"
 CNI_BIN_DIR = "/run/host/opt/cni/bin"
-NOT_READY = "==cms:mounts-not-ready"
 
 
 @dataclass
@@ -55,28 +54,24 @@ class NodePod:
     config: Any
 
     def run(self, script: str, timeout: float = 60) -> str:
-        """``script``'s output, once the pod's host mounts are in place.
+        """``script``'s output; an exec the pod cannot take yet is tried again.
 
-        "Running" can be reported before a container has its mounts (the exec
-        would then see an empty directory and the probe would judge nothing), so
-        the script runs only where the CNI directory is mounted; until then, retry.
+        "Running" can be reported a moment before the node can exec into the
+        container (kwok's ``no exec found``): that is :class:`ExecFailed`, retried
+        until :data:`READY_TIMEOUT`.
         """
-        guarded = f"if [ -d {CNI_NET_DIR} ]; then {script}; else echo {NOT_READY}; fi"
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
-                out, err = exec_in_pod(self.config, self.pod, None, ["sh", "-c", guarded], timeout)
-            except ExecFailed as exc:  # e.g. the container is not there yet
-                out, err = NOT_READY, str(exc)
+                out, err = exec_in_pod(self.config, self.pod, None, ["sh", "-c", script], timeout)
+            except ExecFailed:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+                continue
             if err.strip():
                 logger.debug("node probe on %s: stderr: %s", self.node, err.strip()[:500])
-            if out.strip() != NOT_READY:
-                return out
-            if time.monotonic() > deadline:
-                raise ChaosMeshSecError(
-                    f"the node probe pod on {self.node} has no {CNI_NET_DIR} mounted"
-                )
-            time.sleep(0.5)
+            return out
 
 
 def _manifest(node: str, namespace: str, image: str, purpose: str) -> k8s.V1Pod:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chaos_runs import BIN, ROOT, SECRET_SHAPES
+from tests.chaos_runs import BIN, ROOT, SECRET_SHAPES, outputs
 from tests.report_figures import check_report_in_browser
 
 PLAN = ROOT / "gamedays" / "lab.yaml"
@@ -87,7 +87,7 @@ def test_no_token_or_key_anywhere_in_what_it_wrote(gameday: tuple[int, Path, str
 def test_the_cni_restart_was_seen_by_the_posture_probes(gameday: tuple[int, Path, str]) -> None:
     """The restart opened the race on the canaries' node; the probes caught every canary."""
     run = _journal(gameday[1], "cni-restart")
-    out = {r["activity"]["name"]: r.get("output") for r in run["run"]}
+    out = outputs(run)
     during = out["canaries-redirected-or-caught"]
     assert during["counts"]["caught"] == 2 and during["counts"]["unredirected"] == 0
     assert {p["validation_exit_code"] for p in during["pods"]} == {126}

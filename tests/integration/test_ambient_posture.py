@@ -17,9 +17,8 @@ from kubernetes import client
 
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.probes import ambient
-from tests.lab_fixtures import eventually, istio_cni_back, stop_istio_cni
+from tests.lab_fixtures import curl_pod, eventually, istio_cni_back, stop_istio_cni
 
-CURL = "docker.io/curlimages/curl:8.11.1"
 NODE = "lab-node-3"
 APP = {"app": "web"}
 
@@ -34,24 +33,8 @@ def ambient_namespace(core: client.CoreV1Api, namespace: str) -> str:
 def _create_pod(
     core: client.CoreV1Api, namespace: str, name: str, labels: dict[str, str], node: str = ""
 ) -> None:
-    core.create_namespaced_pod(
-        namespace,
-        client.V1Pod(
-            metadata=client.V1ObjectMeta(name=name, labels=labels),
-            spec=client.V1PodSpec(
-                node_selector={"kubernetes.io/hostname": node} if node else None,
-                containers=[
-                    client.V1Container(
-                        name="app",
-                        image=CURL,
-                        command=["/bin/sleep", "infinity"],
-                        ports=[client.V1ContainerPort(container_port=8080, name="http")],
-                    )
-                ],
-                termination_grace_period_seconds=1,
-            ),
-        ),
-    )
+    port = client.V1ContainerPort(container_port=8080, name="http")
+    core.create_namespaced_pod(namespace, curl_pod(name, node, labels, [port]))
 
 
 def _ingress_policy(name: str, rules: list[dict[str, Any]] | None) -> client.V1NetworkPolicy:

@@ -26,6 +26,7 @@ from chaosmesh_sec.probes.cni_chain import cni_chain_intact
 from chaosmesh_sec.probes.redirection import redirection_in_place
 from tests.lab_fixtures import (
     CNI_CONFLIST,
+    curl_pod,
     eventually,
     istio_cni_back,
     node_conflist,
@@ -33,33 +34,29 @@ from tests.lab_fixtures import (
 )
 
 SERVER_NODE = "lab-node-2"  # where the kit's servers and canaries run
+ALLOW_NOTHING = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "AuthorizationPolicy",
+    "metadata": {"name": "allow-nothing"},
+    "spec": {},
+}
 OTHER_NODE = "lab-node-3"
-CONFLIST = CNI_CONFLIST
-
-
-def _net_dir(node: str) -> Path:
-    return node_conflist(node).parent
 
 
 @pytest.fixture
 def conflist_restored() -> Iterator[Path]:
     """The node's conflist, put back as it was after the test."""
-    path = _net_dir(OTHER_NODE) / CONFLIST
+    path = node_conflist(OTHER_NODE)
     before = path.read_text()
     yield path
     path.write_text(before)
-
-
-def _node(result: dict[str, Any], name: str) -> dict[str, Any]:
-    [found] = [n for n in result["nodes"] if n["node"] == name]
-    return found
 
 
 def test_an_intact_chain_and_redirected_pods_are_not_flagged(lab: Path) -> None:
     chain = cni_chain_intact()
     assert chain["holds"], chain["findings"]
     for node in chain["nodes"]:
-        assert node["active_config"] == CONFLIST
+        assert node["active_config"] == CNI_CONFLIST
         assert node["plugins"] == ["ptp", "istio-cni"]
         assert node["agent_ready"] is True
         assert "1.0.0" in node["supported_versions"]["ptp"]  # the real plugin's answer
@@ -82,7 +79,7 @@ def test_a_cni_version_the_plugin_does_not_support_is_flagged(
     [ptp] = [f["detail"] for f in chain["findings"] if "'ptp'" in f["detail"]]
     assert "'1.1.0'" in ptp and "1.0.0" in ptp
     # and the node really cannot start a pod: the runtime's error, as an event
-    core.create_namespaced_pod(namespace, _plain_pod("victim", OTHER_NODE))
+    core.create_namespaced_pod(namespace, curl_pod("victim", OTHER_NODE))
 
     def sandbox_failed() -> str | None:
         events = core.list_namespaced_event(namespace).items
@@ -102,7 +99,7 @@ def test_a_cni_version_the_plugin_does_not_support_is_flagged(
 
 
 def test_a_leftover_config_of_the_same_network_is_flagged(lab: Path) -> None:
-    leftover = _net_dir(OTHER_NODE) / "20-cmslab.conf"
+    leftover = node_conflist(OTHER_NODE).with_name("20-cmslab.conf")
     leftover.write_text(json.dumps({"cniVersion": "0.3.1", "name": "cmslab", "type": "ptp"}))
     try:
         chain = cni_chain_intact(nodes=OTHER_NODE)
@@ -112,8 +109,24 @@ def test_a_leftover_config_of_the_same_network_is_flagged(lab: Path) -> None:
     assert "20-cmslab.conf" in chain["findings"][0]["detail"]
 
 
+@pytest.fixture
+def pods_gone_after(core: client.CoreV1Api, namespace: str) -> Iterator[str]:
+    """The test namespace, whose pods are gone before the test ends.
+
+    A pod left running around its proxy would fail the next experiment whose
+    hypothesis checks redirection in every namespace (the namespace itself is
+    deleted in the background).
+    """
+    yield namespace
+    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+    eventually(lambda: not core.list_namespaced_pod(namespace).items, 60, "the test's pods gone")
+
+
 def test_pods_started_while_istio_cni_was_down_are_caught_or_flagged(
-    lab: Path, core: client.CoreV1Api, namespace: str
+    api: client.ApiClient,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    pods_gone_after: str,
 ) -> None:
     """The restart race of seed 003, made on purpose and seen by the probes.
 
@@ -123,11 +136,14 @@ def test_pods_started_while_istio_cni_was_down_are_caught_or_flagged(
     runs with no ISTIO_* rules, and a deny-all policy no longer stops a client: the
     fail-open the probe reports. A pod started after the restart is redirected.
     """
+    namespace = pods_gone_after
     core.create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="canary"))
     )
-    _deny_all(lab, namespace)
-    core.create_namespaced_pod(namespace, _plain_pod("client", SERVER_NODE))
+    custom.create_namespaced_custom_object(
+        "security.istio.io", "v1", namespace, "authorizationpolicies", ALLOW_NOTHING
+    )
+    core.create_namespaced_pod(namespace, curl_pod("client", SERVER_NODE))
     stop_istio_cni(core, SERVER_NODE)
     window = cni_chain_intact(nodes=SERVER_NODE)  # the probe sees the window open
     assert [f["kind"] for f in window["findings"]] == ["plugin_missing"], window
@@ -159,26 +175,11 @@ def test_pods_started_while_istio_cni_was_down_are_caught_or_flagged(
     client_pod = eventually(
         lambda: _running(core, namespace, "client"), 30, "the client pod running"
     )
-    assert _http_status(lab, client_pod, by_pod["later"]["ip"]) == "403"
-    assert _http_status(lab, client_pod, by_pod["unguarded"]["ip"]) == "200"
+    assert _http_status(api, client_pod, by_pod["later"]["ip"]) == "403"
+    assert _http_status(api, client_pod, by_pod["unguarded"]["ip"]) == "200"
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _plain_pod(name: str, node: str) -> client.V1Pod:
-    return client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1PodSpec(
-            node_selector={"kubernetes.io/hostname": node},
-            termination_grace_period_seconds=1,
-            containers=[
-                client.V1Container(
-                    name=name, image="docker.io/curlimages/curl:8.11.1", command=["sleep", "3600"]
-                )
-            ],
-        ),
-    )
 
 
 def _canary(name: str, validation: bool) -> dict[str, Any]:
@@ -193,33 +194,12 @@ def _canary(name: str, validation: bool) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", **template}
 
 
-def _deny_all(kubeconfig: Path, namespace: str) -> None:
-    policy = {
-        "apiVersion": "security.istio.io/v1",
-        "kind": "AuthorizationPolicy",
-        "metadata": {"name": "allow-nothing", "namespace": namespace},
-        "spec": {},
-    }
-    api = client.CustomObjectsApi(client.ApiClient(_config(kubeconfig)))
-    api.create_namespaced_custom_object(
-        "security.istio.io", "v1", namespace, "authorizationpolicies", policy
-    )
-
-
-def _config(kubeconfig: Path) -> client.Configuration:
-    from kubernetes import config as kube_config
-
-    cfg = client.Configuration()
-    kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    return cfg
-
-
 def _running(core: client.CoreV1Api, namespace: str, name: str) -> Any:
     pod = core.read_namespaced_pod(name, namespace)
     return pod if pod.status.phase == "Running" else None
 
 
-def _http_status(kubeconfig: Path, pod: Any, ip: str) -> str:
+def _http_status(api: client.ApiClient, pod: Any, ip: str) -> str:
     argv = [
         "curl",
         "-s",
@@ -233,7 +213,7 @@ def _http_status(kubeconfig: Path, pod: Any, ip: str) -> str:
     ]
     deadline = time.monotonic() + 20
     while True:  # the pod's sidecar may still be getting its policies
-        out, _err = exec_in_pod(_config(kubeconfig), pod, None, argv, 15)
+        out, _err = exec_in_pod(api.configuration, pod, None, argv, 15)
         if out.strip() in ("200", "403") or time.monotonic() > deadline:
             return out.strip()
         time.sleep(1)

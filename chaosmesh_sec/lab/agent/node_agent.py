@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab import inspect, network
 from chaosmesh_sec.lab.agent import kwokres, podstatus, volumes
 from chaosmesh_sec.lab.agent.cni import CniError, NodeCni
@@ -202,10 +203,11 @@ class NodeAgent:
         netns = ""
         retried = False
         if not pod.spec.host_network:
-            netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
-            try:
+            try:  # a failed sandbox is retried, as a kubelet does: e.g. an IP whose
+                # previous pod is still being torn down on this node
+                netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
                 chain = self.cni.setup(pod, netns)
-            except CniError as exc:
+            except (CniError, LabError) as exc:
                 network.delete_pod_netns(meta.uid)
                 self._sandbox_failed(pod, str(exc))
                 return
@@ -434,7 +436,7 @@ class NodeAgent:
         if state.sandbox is not None:
             state.sandbox.kill()
             state.sandbox.wait(timeout=5)
-        for cp in state.processes.values():
+        for cp in list(state.processes.values()):  # an init thread may change it
             cp.stop()
         for pump in state.pumps:
             pump.stop()

@@ -27,6 +27,8 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from chaosmesh_sec.lab.standins.sidecar.iptables_tool import VALIDATION_ERROR_CODE
+
 __all__ = [
     "AMBIENT_ANNOTATION",
     "DATAPLANE_MODE",
@@ -42,7 +44,6 @@ UNINITIALIZED_LABEL = "cni.istio.io/uninitialized"
 AMBIENT_ANNOTATION = "ambient.istio.io/redirection"
 DATAPLANE_MODE = "istio.io/dataplane-mode"
 VALIDATION = "istio-validation"
-VALIDATION_ERROR_CODE = 126
 
 
 def needs_repair_label(pod: Any) -> bool:
