@@ -28,6 +28,7 @@ from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_client, api_errors
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
+from chaosmesh_sec.faults import _cut
 from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
 from chaosmesh_sec.faults.partition_rules import (
@@ -43,7 +44,7 @@ __all__ = ["heal_apiserver_partition", "partition_node_from_apiserver"]
 
 logger = logging.getLogger("chaostoolkit")
 
-FAULT_KIND = "apiserver-partition"
+FAULT_KIND = _cut.PARTITION_KIND
 PLAN_ANNOTATION = "chaosmesh-sec.io/partition-plan"
 PACK = "chaosmesh-sec"
 MAX_DURATION = 3600
@@ -226,7 +227,11 @@ def partition_node_from_apiserver(
         core.create_namespaced_pod(fault_namespace, pod)
     logger.info("partition %s: fault pod %s/%s on node %s", p.run_id, fault_namespace, name, target)
     try:
-        effective_at = _wait_applied(core, name, fault_namespace) if not all_ports else time.time()
+        if all_ports:  # the node's log cannot be read: when the cut began is not known
+            effective_at = time.time()
+        else:
+            effective_at = _wait_applied(core, name, fault_namespace)
+            _stamp_in_force(core, name, fault_namespace, effective_at, effective_at + duration)
     except BaseException:
         logger.warning("partition %s: not applied; deleting the fault pod", p.run_id)
         _delete_pod(core, name, fault_namespace)
@@ -245,6 +250,18 @@ def partition_node_from_apiserver(
         "effective_verified": not all_ports,
         "self_heals_at": effective_at + duration,
     }
+
+
+def _stamp_in_force(
+    core: k8s.CoreV1Api, name: str, namespace: str, effective_at: float, self_heals_at: float
+) -> None:
+    """Write on the fault pod when the cut took effect (as verified) and when it ends."""
+    stamps = {
+        _cut.EFFECTIVE_AT: _cut.stamp(effective_at),
+        _cut.SELF_HEALS_AT: _cut.stamp(self_heals_at),
+    }
+    with api_errors(f"stamp fault pod {namespace}/{name}"):
+        core.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": stamps}})
 
 
 def _delete_pod(core: k8s.CoreV1Api, name: str, namespace: str) -> None:

@@ -16,7 +16,7 @@ signatures at run time.
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -27,7 +27,7 @@ from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, apps_v1, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
-from chaosmesh_sec.faults import _ledger
+from chaosmesh_sec.faults import _cut, _ledger
 from chaosmesh_sec.faults import _workloads as wl
 
 __all__ = ["hunt_recycled_ip", "restore_replicas", "rollout_restart", "scale_deployment"]
@@ -201,6 +201,8 @@ def hunt_recycled_ip(
     namespace: str = "default",
     max_rounds: int = 10,
     timeout_seconds: int = 180,
+    cut_off_pods: str = "",
+    fault_namespace: str = "default",
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
@@ -215,11 +217,21 @@ def hunt_recycled_ip(
     pin both Deployments to the same node.
 
     The pod found is labelled `chaosmesh-sec.io/recycled-from=<victim>`, so a later
-    activity can select it (an identity matrix run from that very pod).
-    Returns `{"found", "recycled_ip", "pod": {"name", "uid", "node", "pod_ip"},
-    "rounds", "victim_ips", "victim_nodes", "hunter_nodes", "victim_previous_replicas",
-    "seconds", "reason"}`; not finding one is `found: false` with a `reason`, not an
-    error. Rollback: `restore_replicas` of `victim` to `victim_previous_replicas`.
+    activity can select it (an identity matrix run from that very pod); the hunt first
+    takes that label off any pod an earlier hunt of `victim` left it on.
+
+    `cut_off_pods` (a label selector in `namespace`, e.g. the server's pods) asks for
+    the stale-cache story: the nodes of those pods must be cut off from the API server
+    by this pack's partition (its fault pods in `fault_namespace`), and only a holder
+    created after the cut began, while it is still in force, counts; an earlier one is
+    listed under `rejected` and the hunt goes on. `scenario` then says in words whether
+    the story was `reproduced` or `not reproduced`, and why.
+
+    Returns `{"found", "recycled_ip", "pod": {"name", "uid", "node", "pod_ip",
+    "created"}, "rounds", "victim_ips", "victim_nodes", "hunter_nodes",
+    "victim_previous_replicas", "seconds", "reason", "reproduced", "scenario",
+    "precondition", "rejected"}`; not finding one is `found: false` with a `reason`, not
+    an error. Rollback: `restore_replicas` of `victim` to `victim_previous_replicas`.
     If the hunt fails midway, the victim's replicas are restored before raising.
     """
     victim = _deployment_name("victim", victim)
@@ -229,6 +241,11 @@ def hunt_recycled_ip(
     namespace = _validate.dns_label("namespace", namespace)
     max_rounds = wl.positive_int("max_rounds", max_rounds)
     timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+    if not isinstance(cut_off_pods, str):
+        raise InvalidInput("cut_off_pods", "must be a label selector string")
+    if cut_off_pods:
+        _validate.label_selector("cut_off_pods", cut_off_pods)
+    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
     wl.require_namespace(core, namespace)
@@ -249,10 +266,14 @@ def hunt_recycled_ip(
     hunter_pods = _live_pods(core, namespace, hunter_sel)
     if {p["uid"] for p in victim_pods} & {p["uid"] for p in hunter_pods}:
         raise InvalidInput("hunter", f"its selector {hunter_sel!r} also matches the victim's pods")
-    previous = _ledger.record_replicas(
-        apps, victim_dep, _spec_replicas(victim_dep), "hunt_recycled_ip"
-    )
-
+    precondition = None
+    if cut_off_pods:
+        precondition = _cut.stale_cache_precondition(core, cut_off_pods, namespace, fault_namespace)
+        if precondition is None:
+            raise InvalidInput(
+                "cut_off_pods", f"no Running pod matches {cut_off_pods!r} in {namespace!r}"
+            )
+    _unlabel_earlier(core, namespace, victim)
     result: JSONObject = {
         "found": False,
         "recycled_ip": None,
@@ -264,16 +285,37 @@ def hunt_recycled_ip(
         "victim_ips": victim_ips,
         "victim_nodes": sorted({str(p["node"]) for p in victim_pods}),
         "hunter_nodes": sorted({str(p["node"]) for p in hunter_pods if p["node"]}),
-        "victim_previous_replicas": previous,
+        "victim_previous_replicas": None,
         "seconds": None,
         "reason": None,
+        "reproduced": None,
+        "scenario": None,
+        "precondition": precondition.to_json() if precondition else None,
+        "rejected": [],
     }
+    impossible = precondition.why_not() if precondition else None
+    if impossible:
+        result["reason"] = impossible
+        _tell_story(result, precondition)
+        logger.info("IP hunt not started: %s", result["scenario"])
+        return result
+    previous = _ledger.record_replicas(
+        apps, victim_dep, _spec_replicas(victim_dep), "hunt_recycled_ip"
+    )
+    result["victim_previous_replicas"] = previous
     started = time.monotonic()
     deadline = started + timeout_seconds
     _patch_replicas(apps, victim, namespace, 0)
     try:
         _hunt(
-            core, namespace, victim_sel, hunter_sel, hunter_replicas, max_rounds, deadline, result
+            core,
+            namespace,
+            (victim_sel, hunter_sel),
+            hunter_replicas,
+            max_rounds,
+            deadline,
+            result,
+            precondition.admits if precondition else (lambda _pod: True),
         )
     except BaseException as exc:
         undone = _undo_scale(apps, victim, namespace, previous)
@@ -281,6 +323,7 @@ def hunt_recycled_ip(
             raise
         raise FaultNotApplied(f"IP hunt failed ({exc}); {undone}") from exc
     result["seconds"] = round(time.monotonic() - started, 3)
+    _tell_story(result, precondition)
     if result["found"]:
         logger.info(
             "Recycled IP %s: victim %s's, now held by %s/%s after %d round(s)",
@@ -301,15 +344,21 @@ def hunt_recycled_ip(
 def _hunt(
     core: Any,
     namespace: str,
-    victim_sel: str,
-    hunter_sel: str,
+    selectors: tuple[str, str],
     hunter_replicas: int,
     max_rounds: int,
     deadline: float,
     result: JSONObject,
+    admits: Callable[[Any], bool],
 ) -> None:
-    """Rounds of hunter-pod deletion; fills ``result`` in place."""
+    """Rounds of hunter-pod deletion; fills ``result`` in place. Only a holder that
+    ``admits`` accepts ends the hunt; the others are listed under ``rejected``."""
+    victim_sel, hunter_sel = selectors
     victim_ips = set(result["victim_ips"])
+
+    def holder(pods: list[Any]) -> Any:
+        return _holder(pods, victim_ips, admits, result["rejected"])
+
     gone, _ = wl.watch_until(
         core.list_namespaced_pod,
         lambda objects: not objects,
@@ -325,9 +374,9 @@ def _hunt(
     while True:
         current = _live_pod_objects(core, namespace, hunter_sel)
         seen |= {p.status.pod_ip for p in current if p.status and p.status.pod_ip}
-        holder = _holder(current, victim_ips)
-        if holder is not None:
-            _found(core, namespace, holder, result)
+        found = holder(current)
+        if found is not None:
+            _found(core, namespace, found, result)
             return
         if result["rounds"] >= max_rounds:
             break
@@ -340,7 +389,7 @@ def _hunt(
                 for uid, p in objects.items()
                 if uid not in deleted and not wl.pod_terminating(p) and p.status.pod_ip
             ]
-            if any(p.status.pod_ip in victim_ips for p in fresh):
+            if any(p.status.pod_ip in victim_ips and admits(p) for p in fresh):
                 return True
             return len(fresh) >= hunter_replicas
 
@@ -354,9 +403,9 @@ def _hunt(
         )
         seen |= {p.status.pod_ip for p in objects.values() if p.status and p.status.pod_ip}
         if not held:
-            holder = _holder(list(objects.values()), victim_ips)
-            if holder is not None:
-                _found(core, namespace, holder, result)
+            found = holder(list(objects.values()))
+            if found is not None:
+                _found(core, namespace, found, result)
                 return
             result["reason"] = (
                 f"timed out in round {result['rounds']} of {max_rounds}: no hunter pod got "
@@ -375,12 +424,52 @@ def _hunt(
     )
 
 
-def _holder(pods: list[Any], victim_ips: set[str]) -> Any:
-    """The first live pod whose IP was the victim's, if any."""
+def _holder(
+    pods: list[Any], victim_ips: set[str], admits: Callable[[Any], bool], rejected: list[Any]
+) -> Any:
+    """The first live pod whose IP was the victim's and that ``admits`` accepts, if any;
+    a holder it refuses is added to ``rejected`` (once)."""
     for pod in sorted(pods, key=lambda p: str(p.metadata.name)):
-        if not wl.pod_terminating(pod) and pod.status and pod.status.pod_ip in victim_ips:
+        if wl.pod_terminating(pod) or not pod.status or pod.status.pod_ip not in victim_ips:
+            continue
+        if admits(pod):
             return pod
+        brief = _brief(pod)
+        if brief not in rejected:
+            rejected.append(brief)
     return None
+
+
+def _brief(pod: Any) -> JSONObject:
+    """A pod for the journal, with when it was created (the API server's clock)."""
+    created = pod.metadata.creation_timestamp
+    return {**wl.pod_brief(pod), "created": created.isoformat() if created else None}
+
+
+def _tell_story(result: JSONObject, precondition: _cut.StaleCachePrecondition | None) -> None:
+    """``reproduced`` and ``scenario``: the stale-cache story in words (with a precondition)."""
+    if precondition is None:
+        return
+    since = result["precondition"]["cut_since"]
+    nodes = ", ".join(precondition.nodes)
+    if result["found"]:
+        pod = result["pod"]
+        result["reproduced"] = True
+        result["scenario"] = (
+            f"reproduced: {pod['name']} (created {pod['created']}) got {result['recycled_ip']}, "
+            f"an IP of {result['victim']}'s, while {nodes} had been cut off from the API "
+            f"server since {since}: an IP cache there cannot know it changed hands"
+        )
+        return
+    result["reproduced"] = False
+    rejected = result["rejected"]
+    refused = (
+        "; holder(s) created before the cut or after it ended, not counted: "
+        + ", ".join(f"{r['name']} ({r['pod_ip']}, created {r['created']})" for r in rejected)
+        if rejected
+        else ""
+    )
+    result["scenario"] = f"not reproduced: {result['reason']}{refused}"
 
 
 def _found(core: Any, namespace: str, pod: Any, result: JSONObject) -> None:
@@ -391,15 +480,18 @@ def _found(core: Any, namespace: str, pod: Any, result: JSONObject) -> None:
         return  # raced with a deletion: the next round looks again
     result["found"] = True
     result["recycled_ip"] = fresh.status.pod_ip
-    result["pod"] = wl.pod_brief(fresh)
-    # So that later activities can find it: `<hunter selector>,chaosmesh-sec.io/recycled-from`;
-    # the label leaves the pod an earlier hunt found, so it names this one only.
-    with api_errors(f"list pods labelled {RECYCLED_FROM} in {namespace!r}"):
-        earlier = core.list_namespaced_pod(namespace, label_selector=RECYCLED_FROM).items
-    for pod in earlier:
-        if pod.metadata.uid != fresh.metadata.uid:
-            _label(core, pod.metadata.name, namespace, None)
+    result["pod"] = _brief(fresh)
+    # So that later activities can find it: `<hunter selector>,chaosmesh-sec.io/recycled-from`
     _label(core, fresh.metadata.name, namespace, result["victim"])
+
+
+def _unlabel_earlier(core: Any, namespace: str, victim: str) -> None:
+    """Take the label off pods an earlier hunt of ``victim`` found: it names this hunt's."""
+    selector = f"{RECYCLED_FROM}={victim}"
+    with api_errors(f"list pods labelled {selector} in {namespace!r}"):
+        earlier = core.list_namespaced_pod(namespace, label_selector=selector).items
+    for pod in earlier:
+        _label(core, pod.metadata.name, namespace, None)
 
 
 def _label(core: Any, name: str, namespace: str, value: str | None) -> None:
