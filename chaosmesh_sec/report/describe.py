@@ -237,6 +237,7 @@ def _ready(o: Mapping[str, Any]) -> str:
 
 def _hunt(o: Mapping[str, Any]) -> str:
     rounds = _word(o.get("rounds"))
+    story = f"; scenario {_str(o['scenario'])}" if o.get("scenario") else ""
     if o.get("found") is True:
         pod = _map(o.get("pod"))
         holder = _str(pod.get("name")) or "a pod"
@@ -244,8 +245,10 @@ def _hunt(o: Mapping[str, Any]) -> str:
             holder += f" on {_str(pod.get('node'))}"
         return (
             f"recycled IP {_str(o.get('recycled_ip'))} (was {_str(o.get('victim'))}'s) "
-            f"now held by {holder}, after {rounds} round(s)"
+            f"now held by {holder}, after {rounds} round(s){story}"
         )
+    if story:  # the scenario's sentence already gives the reason
+        return f"no recycled IP after {rounds} round(s){story}"
     return _with_reason(f"no recycled IP after {rounds} round(s)", o)
 
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults import churn
+from chaosmesh_sec.faults import _cut, churn
+from chaosmesh_sec.faults.apiserver_partition import (
+    heal_apiserver_partition,
+    partition_node_from_apiserver,
+)
 from chaosmesh_sec.lab.topology import DEFAULT
 from tests.lab_fixtures import deploy_pause as _deploy
-from tests.lab_fixtures import eventually
+from tests.lab_fixtures import eventually, wait_lease_renewed
 
 NODE = "lab-node-1"
 
@@ -147,6 +152,78 @@ def test_ip_hunt_finds_a_recycled_ip_or_says_none_was_reused(
         "victim", result["victim_previous_replicas"], namespace=namespace, timeout_seconds=60
     )
     assert restored["ready"] is True and restored["previous_replicas"] == 0
+
+
+def test_ip_hunt_for_the_stale_cache_story_needs_the_cut(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    """With no partition in force on the server's node, the hunt says in words that the
+    story cannot happen and changes nothing (no scale, no ledger entry)."""
+    _deploy_ready(api, namespace, "server", 1, node="lab-node-2")
+    _deploy_ready(api, namespace, "victim", 2, node=NODE)
+    _deploy_ready(api, namespace, "hunter", 1, node=NODE)
+
+    result = churn.hunt_recycled_ip(
+        "victim",
+        "hunter",
+        namespace=namespace,
+        max_rounds=2,
+        timeout_seconds=30,
+        cut_off_pods="app=server",
+        fault_namespace=namespace,
+    )
+
+    assert result["found"] is False and result["reproduced"] is False
+    assert result["scenario"].startswith("not reproduced: node(s) lab-node-2 of pods")
+    assert result["precondition"]["nodes"] == ["lab-node-2"]
+    assert result["precondition"]["cuts"] == []
+    assert result["rounds"] == 0 and result["victim_previous_replicas"] is None
+    victim = client.AppsV1Api(api).read_namespaced_deployment("victim", namespace)
+    assert victim.spec.replicas == 2
+    assert churn._ledger.REPLICAS_BEFORE not in (victim.metadata.annotations or {})
+
+
+def test_ip_hunt_under_a_real_cut_counts_only_pods_created_after_it(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    """The server's node really cut off (the partition fault, stamped on its pod): a holder
+    is reported only if created after the cut took effect, and the hunt says reproduced."""
+    _deploy_ready(api, namespace, "server", 1, node="lab-node-2")
+    _deploy_ready(api, namespace, "victim", 2, node=NODE)
+    _deploy_ready(api, namespace, "hunter", 2, node=NODE)
+    cut = partition_node_from_apiserver(
+        node="lab-node-2", scope="node", duration_seconds=60, fault_namespace=namespace
+    )
+    try:
+        fault = core.read_namespaced_pod(cut["fault_pod"]["name"], namespace)
+        stamps = fault.metadata.annotations
+        assert datetime.fromisoformat(stamps[_cut.EFFECTIVE_AT]).timestamp() == pytest.approx(
+            cut["effective_at"], abs=1e-3
+        )
+        result = churn.hunt_recycled_ip(
+            "victim",
+            "hunter",
+            namespace=namespace,
+            max_rounds=8,
+            timeout_seconds=60,
+            cut_off_pods="app=server",
+            fault_namespace=namespace,
+        )
+    finally:
+        heal_apiserver_partition(node="lab-node-2", fault_namespace=namespace)
+        wait_lease_renewed(api, "lab-node-2")
+    print(f"hunt under a cut: {result['scenario']} ({result['seconds']}s)")
+    [only] = result["precondition"]["cuts"]
+    assert only["node"] == "lab-node-2" and only["run_id"] == cut["run_id"]
+    if result["found"]:
+        assert result["reproduced"] is True and result["scenario"].startswith("reproduced: ")
+        created = datetime.fromisoformat(result["pod"]["created"])
+        assert created.timestamp() >= cut["effective_at"]
+        labelled = core.list_namespaced_pod(namespace, label_selector=churn.RECYCLED_FROM).items
+        assert [p.metadata.name for p in labelled] == [result["pod"]["name"]]
+    else:  # kwok draws free IPs at random: a hunt may end without one, and says so
+        assert result["reproduced"] is False and result["scenario"].startswith("not reproduced")
+    churn.restore_replicas("victim", 2, namespace=namespace, timeout_seconds=60)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,10 @@ logger = logging.getLogger("chaostoolkit")
 PRIMARY_CONFLIST = "10-cmslab.conflist"
 RESTART_BACKOFF = 2.0
 PROBE_PERIOD = 2.0
+PROBE_TIMEOUT = 1  # a probe's timeoutSeconds when it gives none, as in the kubelet
+PROBE_WORKERS = 16
 SANDBOX_RETRY = 10.0
+RELEASE_WAIT = 20.0  # at most, for a pod being torn down to free the IP a new pod got
 INIT_BACKOFF = (5.0, 10.0, 20.0, 40.0)
 CNI_PLUGINS = ("ptp", "host-local")
 
@@ -78,6 +82,8 @@ class NodeAgent:
         self.services = ServiceProxy(api, self._hosts_files)
         self.pods: dict[str, PodState] = {}
         self.lock = threading.RLock()
+        self.releasing: dict[str, threading.Thread] = {}  # pod IP -> its teardown
+        self.releasing_lock = threading.Lock()
         self.base_env = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/root",
@@ -203,6 +209,7 @@ class NodeAgent:
         netns = ""
         retried = False
         if not pod.spec.host_network:
+            self._wait_released(pod.status.pod_ip)
             try:  # a failed sandbox is retried, as a kubelet does: e.g. an IP whose
                 # previous pod is still being torn down on this node
                 netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
@@ -428,11 +435,38 @@ class NodeAgent:
         self._patch_status(pod, podstatus.terminated(pod, container.name, code, cp.started_at))
 
     def _teardown(self, uid: str) -> None:
+        """Stop a pod and free its network in the background, as a kubelet's pod worker
+        does: the pods set up meanwhile do not wait behind it (a round of the IP hunt
+        deletes every hunter pod at once). A new pod given its IP waits for it."""
         with self.lock:
             state = self.pods.pop(uid, None)
-        if state is None:
-            return
-        state.gone = True
+            if state is None:
+                return
+            state.gone = True
+            worker = threading.Thread(
+                target=self._stop_pod, args=(state,), name=f"teardown-{state.name}"
+            )
+            with self.releasing_lock:
+                if state.netns and state.pod_ip:
+                    self.releasing[state.pod_ip] = worker
+            worker.start()
+
+    def _wait_released(self, pod_ip: str) -> None:
+        """Wait until no pod being torn down still holds ``pod_ip`` (its route, its veth)."""
+        with self.releasing_lock:
+            worker = self.releasing.get(pod_ip)
+        if worker is not None:
+            worker.join(RELEASE_WAIT)
+
+    def _stop_pod(self, state: PodState) -> None:
+        try:
+            self._stop_pod_now(state)
+        finally:
+            with self.releasing_lock:
+                if self.releasing.get(state.pod_ip) is threading.current_thread():
+                    del self.releasing[state.pod_ip]
+
+    def _stop_pod_now(self, state: PodState) -> None:
         if state.sandbox is not None:
             state.sandbox.kill()
             state.sandbox.wait(timeout=5)
@@ -441,7 +475,7 @@ class NodeAgent:
         for pump in state.pumps:
             pump.stop()
         if state.netns:
-            network.delete_pod_netns(uid)
+            network.delete_pod_netns(state.uid)
         shutil.rmtree(state.pod_dir, ignore_errors=True)
         logger.info(
             "lab agent %s: pod %s/%s torn down", self.node.name, state.namespace, state.name
@@ -468,30 +502,44 @@ class NodeAgent:
             self._reconcile(pod)
 
     def _probe_loop(self) -> None:
-        while True:
-            time.sleep(PROBE_PERIOD)
-            try:
-                self._retry_sandboxes()
-            except Exception as exc:  # noqa: BLE001 - the API may be unreachable
-                logger.debug("lab agent: sandbox retry failed: %s", exc)
-            with self.lock:
-                states = list(self.pods.values())
-            for state in states:
+        # As a kubelet does (a probe worker per pod), the pods are probed side by side:
+        # one that does not answer (starting, or being torn down) costs its own probe's
+        # timeout, not every other pod's readiness on the node.
+        with ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="probe") as pool:
+            while True:
+                time.sleep(PROBE_PERIOD)
                 try:
-                    self._probe(state)
-                except Exception as exc:  # noqa: BLE001
-                    logger.debug("lab agent: probe of %s failed: %s", state.name, exc)
+                    self._retry_sandboxes()
+                except Exception as exc:  # noqa: BLE001 - the API may be unreachable
+                    logger.debug("lab agent: sandbox retry failed: %s", exc)
+                with self.lock:
+                    states = list(self.pods.values())
+                list(pool.map(self._probe_quietly, states))
+
+    def _probe_quietly(self, state: PodState) -> None:
+        try:
+            self._probe(state)
+        except Exception as exc:  # noqa: BLE001 - the next period tries again
+            logger.debug("lab agent: probe of %s failed: %s", state.name, exc)
 
     def _probe(self, state: PodState) -> None:
         pod: Any = self.core.read_namespaced_pod(state.name, state.namespace)
         probes = [
-            c.readiness_probe.http_get
+            c.readiness_probe
             for c in pod.spec.containers
             if c.readiness_probe is not None and c.readiness_probe.http_get is not None
         ]
         if not probes or pod.status.phase != "Running":
             return
-        passed = all(_http_ok(pod.status.pod_ip, p.port, p.path or "/") for p in probes)
+        passed = all(
+            _http_ok(
+                pod.status.pod_ip,
+                p.http_get.port,
+                p.http_get.path or "/",
+                p.timeout_seconds or PROBE_TIMEOUT,
+            )
+            for p in probes
+        )
         # As a kubelet: Ready after one success, not Ready after failureThreshold
         # failures in a row (3 unless the probe says otherwise).
         state.probe_failures = 0 if passed else state.probe_failures + 1
@@ -539,9 +587,9 @@ def _condition_true(pod: Any, kind: str) -> bool:
     return any(c.type == kind and c.status == "True" for c in pod.status.conditions or [])
 
 
-def _http_ok(ip: str, port: int | str, path: str) -> bool:
+def _http_ok(ip: str, port: int | str, path: str, timeout: float) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=timeout) as resp:
             return bool(200 <= resp.status < 400)
     except Exception:  # noqa: BLE001
         return False
