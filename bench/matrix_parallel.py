@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
+from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec.probes import _matrix_model as mm
-from chaosmesh_sec.probes._exec import exec_in_pod
 from chaosmesh_sec.probes.matrix import identity_matrix
 
 NS = "bench-matrix"

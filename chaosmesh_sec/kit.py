@@ -26,9 +26,9 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import dynamic
 
+from chaosmesh_sec import _kube
 from chaosmesh_sec.client import api_client, api_errors
 from chaosmesh_sec.errors import ChaosMeshSecError, InvalidInput
-from chaosmesh_sec.faults import _workloads as wl
 
 __all__ = ["KIT_DIR", "apply", "delete", "documents", "kits"]
 
@@ -163,7 +163,7 @@ def _wait_available(
         def available(objects: Mapping[str, Any], want: int = replicas) -> bool:
             return any((d.status.available_replicas or 0) >= want for d in objects.values())
 
-        held, _ = wl.watch_until(
+        held, _ = _kube.watch_until(
             apps.list_namespaced_deployment,
             available,
             deadline,

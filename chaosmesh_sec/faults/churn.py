@@ -23,7 +23,7 @@ from typing import Any, Self
 
 from kubernetes.client import exceptions as k8s_exceptions
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, apps_v1, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
@@ -138,15 +138,15 @@ def rollout_restart(
     """
     name = _deployment_name("name", name)
     namespace = _validate.dns_label("namespace", namespace)
-    cycles = wl.positive_int("cycles", cycles)
-    wait_ready = wl.boolean("wait_ready", wait_ready)
-    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+    cycles = _validate.positive_int("cycles", cycles)
+    wait_ready = _validate.boolean("wait_ready", wait_ready)
+    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
     if cycles > 1 and not wait_ready:
         raise InvalidInput("cycles", "more than one cycle needs wait_ready: true")
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-    wl.require_namespace(core, namespace)
-    deployment = wl.read_deployment(apps, name, namespace, "name")
+    _kube.require_namespace(core, namespace)
+    deployment = _kube.read_deployment(apps, name, namespace, "name")
     if deployment.spec.paused:
         raise InvalidInput("name", f"Deployment {name!r} is paused: resume it first")
     selector = wl.deployment_selector(deployment.spec.selector)
@@ -227,13 +227,13 @@ def hunt_recycled_ip(
     if victim == hunter:
         raise InvalidInput("hunter", f"must be another Deployment than victim {victim!r}")
     namespace = _validate.dns_label("namespace", namespace)
-    max_rounds = wl.positive_int("max_rounds", max_rounds)
-    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+    max_rounds = _validate.positive_int("max_rounds", max_rounds)
+    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-    wl.require_namespace(core, namespace)
-    victim_dep = wl.read_deployment(apps, victim, namespace, "victim")
-    hunter_dep = wl.read_deployment(apps, hunter, namespace, "hunter")
+    _kube.require_namespace(core, namespace)
+    victim_dep = _kube.read_deployment(apps, victim, namespace, "victim")
+    hunter_dep = _kube.read_deployment(apps, hunter, namespace, "hunter")
     for role, dep in (("victim", victim_dep), ("hunter", hunter_dep)):
         if dep.spec.template.spec.host_network:
             raise InvalidInput(role, f"Deployment {dep.metadata.name!r} uses hostNetwork")
@@ -310,7 +310,7 @@ def _hunt(
 ) -> None:
     """Rounds of hunter-pod deletion; fills ``result`` in place."""
     victim_ips = set(result["victim_ips"])
-    gone, _ = wl.watch_until(
+    gone, _ = _kube.watch_until(
         core.list_namespaced_pod,
         lambda objects: not objects,
         deadline,
@@ -338,13 +338,13 @@ def _hunt(
             fresh = [
                 p
                 for uid, p in objects.items()
-                if uid not in deleted and not wl.pod_terminating(p) and p.status.pod_ip
+                if uid not in deleted and not _kube.pod_terminating(p) and p.status.pod_ip
             ]
             if any(p.status.pod_ip in victim_ips for p in fresh):
                 return True
             return len(fresh) >= hunter_replicas
 
-        held, objects = wl.watch_until(
+        held, objects = _kube.watch_until(
             core.list_namespaced_pod,
             settled,
             deadline,
@@ -378,7 +378,7 @@ def _hunt(
 def _holder(pods: list[Any], victim_ips: set[str]) -> Any:
     """The first live pod whose IP was the victim's, if any."""
     for pod in sorted(pods, key=lambda p: str(p.metadata.name)):
-        if not wl.pod_terminating(pod) and pod.status and pod.status.pod_ip in victim_ips:
+        if not _kube.pod_terminating(pod) and pod.status and pod.status.pod_ip in victim_ips:
             return pod
     return None
 
@@ -391,7 +391,7 @@ def _found(core: Any, namespace: str, pod: Any, result: JSONObject) -> None:
         return  # raced with a deletion: the next round looks again
     result["found"] = True
     result["recycled_ip"] = fresh.status.pod_ip
-    result["pod"] = wl.pod_brief(fresh)
+    result["pod"] = _kube.pod_brief(fresh)
     # So that later activities can find it: `<hunter selector>,chaosmesh-sec.io/recycled-from`;
     # the label leaves the pod an earlier hunt found, so it names this one only.
     with api_errors(f"list pods labelled {RECYCLED_FROM} in {namespace!r}"):
@@ -445,15 +445,15 @@ class _ScaleRequest:
             _deployment_name("name", name),
             _replicas(replicas),
             _validate.dns_label("namespace", namespace),
-            wl.boolean("wait_ready", wait_ready),
-            wl.positive_int("timeout_seconds", timeout_seconds),
+            _validate.boolean("wait_ready", wait_ready),
+            _validate.positive_int("timeout_seconds", timeout_seconds),
         )
 
     def current(self, configuration: Any, secrets: Any) -> tuple[Any, Any]:
         """The apps client and the Deployment now (InvalidInput if it is missing)."""
         core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-        wl.require_namespace(core, self.namespace)
-        return apps, wl.read_deployment(apps, self.name, self.namespace, "name")
+        _kube.require_namespace(core, self.namespace)
+        return apps, _kube.read_deployment(apps, self.name, self.namespace, "name")
 
     def apply(self, apps: Any, clear_ledger: bool = False) -> JSONObject:
         """Set the replicas (then, with ``clear_ledger``, clear the entry) and wait."""
@@ -575,7 +575,7 @@ def _wait_rollout(
                 return True
         return False
 
-    held, _ = wl.watch_until(
+    held, _ = _kube.watch_until(
         apps.list_namespaced_deployment,
         complete,
         deadline,
@@ -592,13 +592,13 @@ def _wait_rollout(
 def _live_pod_objects(core: Any, namespace: str, selector: str) -> list[Any]:
     with api_errors(f"list pods {selector!r} in namespace {namespace!r}"):
         pods = core.list_namespaced_pod(namespace, label_selector=selector).items
-    return [p for p in pods if not wl.pod_terminating(p)]
+    return [p for p in pods if not _kube.pod_terminating(p)]
 
 
 def _live_pods(core: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
     """Name, uid, node and IP of the non-terminating pods matching ``selector``, by name."""
     pods = _live_pod_objects(core, namespace, selector)
-    return sorted((wl.pod_brief(p) for p in pods), key=lambda p: str(p["name"]))
+    return sorted((_kube.pod_brief(p) for p in pods), key=lambda p: str(p["name"]))
 
 
 def _ips(pods: list[dict[str, Any]]) -> list[str]:

@@ -24,14 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
+from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
-from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.kit import KIT_DIR
 from chaosmesh_sec.probes import _matrix_model as mm
-from chaosmesh_sec.probes._exec import exec_in_pod
 
 __all__ = ["identity_matrix"]
 
@@ -82,12 +81,10 @@ def identity_matrix(
     parsed = _restricted(_load(matrix), sources, destinations)
     narrowing = _narrowing(narrow_sources, parsed)
     wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
-    fail_on_fail_open = wl.boolean("fail_on_fail_open", fail_on_fail_open)
+    fail_on_fail_open = _validate.boolean("fail_on_fail_open", fail_on_fail_open)
     record_as = _validate.optional_dns_label("record_as", record_as)
     compare_to = _validate.optional_dns_label("compare_to", compare_to)
-    parallel = wl.positive_int("parallel", parallel)
-    if parallel > MAX_PARALLEL:
-        raise InvalidInput("parallel", f"must be <= {MAX_PARALLEL}, got {parallel}")
+    parallel = _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL)
     baseline = None
     if compare_to:
         with _BASELINES_LOCK:
@@ -127,7 +124,7 @@ def identity_matrix(
     out = outcome.to_json()
     out.update(
         {
-            "pods": {name: wl.pod_brief(pod) for name, pod in senders.items()},
+            "pods": {name: _kube.pod_brief(pod) for name, pod in senders.items()},
             "baseline": compare_to or None,
             "checked_at": datetime.now(UTC).isoformat(),
             "seconds": round(time.monotonic() - started, 3),
@@ -213,11 +210,11 @@ def _pick_pod(core: Any, namespace: str, selector: str, role: str, wait_seconds:
 
     def ready(objects: Mapping[str, Any]) -> list[Any]:
         return sorted(
-            (p for p in objects.values() if wl.pod_ready(p) and p.status.pod_ip),
+            (p for p in objects.values() if _kube.pod_ready(p) and p.status.pod_ip),
             key=lambda p: (p.metadata.creation_timestamp, p.metadata.name),
         )
 
-    _held, objects = wl.watch_until(
+    _held, objects = _kube.watch_until(
         core.list_namespaced_pod,
         lambda objects: bool(ready(objects)),
         time.monotonic() + wait_seconds,
