@@ -5,7 +5,8 @@ container, as a person would check by hand, so the request carries the pod's own
 network identity (its IP, what L4 policy sees) and mesh identity (its sidecar's
 certificate, what AuthorizationPolicy sees). Cells run in parallel with a bound.
 Each gets a verdict naming the layer that decided, with its evidence; see
-:mod:`chaosmesh_sec.probes._matrix_model` for the file format and the verdicts.
+:mod:`chaosmesh_sec.probes._matrix_spec` for the file format and
+:mod:`chaosmesh_sec.probes._matrix_evidence` for the verdicts.
 
 Matrices come from the probe kit (``chaosmesh_sec/probes/kit/<name>.matrix.yaml``)
 or a file. A run can keep a matrix's verdicts as a named baseline (``record_as``)
@@ -30,7 +31,9 @@ from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
 from chaosmesh_sec.kit import KIT_DIR
-from chaosmesh_sec.probes import _matrix_model as mm
+from chaosmesh_sec.probes import _matrix_evidence as evidence
+from chaosmesh_sec.probes import _matrix_judgement as judgement
+from chaosmesh_sec.probes import _matrix_spec as spec
 
 __all__ = ["identity_matrix"]
 
@@ -38,7 +41,7 @@ logger = logging.getLogger("chaostoolkit")
 
 
 MAX_PARALLEL = 32
-_BASELINES: dict[str, dict[mm.CellKey, str]] = {}
+_BASELINES: dict[str, dict[spec.CellKey, str]] = {}
 _BASELINES_LOCK = threading.Lock()
 
 
@@ -109,7 +112,7 @@ def identity_matrix(
     }
     config = core.api_client.configuration
 
-    def ask(cell: mm.Cell) -> tuple[mm.CellKey, mm.Evidence]:
+    def ask(cell: spec.Cell) -> tuple[spec.CellKey, evidence.Evidence]:
         sender = senders[cell.source.name]
         target = targets.get(cell.destination.name)
         argv = cell.command(target.status.pod_ip if target is not None else None)
@@ -117,7 +120,7 @@ def identity_matrix(
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         results = dict(pool.map(ask, parsed.cells()))
-    outcome = mm.compare(parsed, results, baseline)
+    outcome = judgement.compare(parsed, results, baseline)
     if record_as:
         with _BASELINES_LOCK:
             _BASELINES[record_as] = outcome.verdicts()
@@ -145,7 +148,7 @@ def identity_matrix(
 # ---------------------------------------------------------------- inputs
 
 
-def _load(matrix: Any) -> mm.Matrix:
+def _load(matrix: Any) -> spec.Matrix:
     if not isinstance(matrix, str) or not matrix:
         raise InvalidInput("matrix", "required: a kit matrix's name or a matrix file's path")
     kit = KIT_DIR / f"{matrix}.matrix.yaml"
@@ -155,10 +158,10 @@ def _load(matrix: Any) -> mm.Matrix:
         raise InvalidInput(
             "matrix", f"{matrix!r} is neither a kit matrix ({', '.join(known)}) nor a file"
         )
-    return mm.parse_matrix(path.read_text(), origin=str(path))
+    return spec.parse_matrix(path.read_text(), origin=str(path))
 
 
-def _restricted(matrix: mm.Matrix, sources: Any, destinations: Any) -> mm.Matrix:
+def _restricted(matrix: spec.Matrix, sources: Any, destinations: Any) -> spec.Matrix:
     """The matrix with only the named rows and columns (all when a list is empty)."""
     rows = _names("sources", sources, [s.name for s in matrix.sources])
     cols = _names("destinations", destinations, [d.name for d in matrix.destinations])
@@ -182,7 +185,7 @@ def _names(name: str, value: Any, known: list[str]) -> set[str]:
     return names
 
 
-def _narrowing(value: Any, matrix: mm.Matrix) -> dict[str, str]:
+def _narrowing(value: Any, matrix: spec.Matrix) -> dict[str, str]:
     if not isinstance(value, str):
         raise InvalidInput("narrow_sources", "must be a string of source=selector pairs")
     names = {s.name for s in matrix.sources}
@@ -231,11 +234,11 @@ def _pick_pod(core: Any, namespace: str, selector: str, role: str, wait_seconds:
 
 
 def _exec(
-    config: Any, pod: Any, container: str | None, argv: list[str], cell: mm.Cell
-) -> mm.Evidence:
+    config: Any, pod: Any, container: str | None, argv: list[str], cell: spec.Cell
+) -> evidence.Evidence:
     """Run ``argv`` in the pod; its output as evidence (exec failures are evidence too)."""
     try:
         out, err = exec_in_pod(config, pod, container, argv, cell.destination.timeout_seconds + 15)
     except Exception as exc:  # noqa: BLE001 - the cell's verdict is `error`, with why
-        return mm.Evidence.exec_failed(f"exec in {pod.metadata.name}: {exc}")
-    return mm.parse_curl_output(out, err)
+        return evidence.Evidence.exec_failed(f"exec in {pod.metadata.name}: {exc}")
+    return evidence.parse_curl_output(out, err)

@@ -81,7 +81,7 @@ logger = logging.getLogger("chaostoolkit")
 VERDICTS = ("held", "deviated", "failed", "interrupted", "aborted", "unknown")
 """An experiment's verdict, best first."""
 MATRIX_VERDICTS = ("allowed", "denied_by_mesh", "denied_by_network", "mtls_failure", "error")
-"""The verdicts of one matrix cell (as :mod:`chaosmesh_sec.probes._matrix_model` names them)."""
+"""The verdicts of one matrix cell (as :mod:`chaosmesh_sec.probes._matrix_evidence` names them)."""
 FAULTS_PACKAGE = "chaosmesh_sec.faults."
 MATRIX_PROBE = ("chaosmesh_sec.probes.matrix", "identity_matrix")
 SAMPLING_PROBE = ("chaosmesh_sec.probes.issuance", "sample_issuance")

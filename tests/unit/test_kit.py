@@ -8,7 +8,7 @@ import pytest
 
 from chaosmesh_sec import kit
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.probes import _matrix_model as mm
+from chaosmesh_sec.probes import _matrix_spec
 
 
 def _deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -62,5 +62,5 @@ def test_an_unknown_kit_is_refused() -> None:
 
 @pytest.mark.parametrize("path", sorted(kit.KIT_DIR.glob("*.matrix.yaml")), ids=lambda p: p.name)
 def test_every_kit_matrix_parses(path: Any) -> None:
-    matrix = mm.parse_matrix(path.read_text(), origin=str(path))
+    matrix = _matrix_spec.parse_matrix(path.read_text(), origin=str(path))
     assert matrix.cells()
