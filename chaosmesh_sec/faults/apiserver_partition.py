@@ -28,7 +28,7 @@ from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_client, api_errors
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
 from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
-from chaosmesh_sec.faults.partition_rules import (
+from chaosmesh_sec.faults._partition_rules import (
     APPLIED_MARK,
     SCOPES,
     Endpoint,
