@@ -30,6 +30,7 @@ from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
+from chaosmesh_sec.journal import fail_open_message
 from chaosmesh_sec.kit import KIT_DIR
 from chaosmesh_sec.probes import _matrix_evidence as evidence
 from chaosmesh_sec.probes import _matrix_judgement as judgement
@@ -141,7 +142,7 @@ def identity_matrix(
         out["fail_open"] or "none",
     )
     if fail_on_fail_open and out["fail_open"]:
-        raise FailOpen(f"fail-open cells in {parsed.name}: {', '.join(out['fail_open'])}")
+        raise FailOpen(fail_open_message(parsed.name, out["fail_open"]))
     return out
 
 

@@ -4,7 +4,7 @@ A journal keeps what activities returned and raised, verbatim: a response body, 
 error message or a traceback may carry a ServiceAccount token (a JWT) or a PEM
 private key. :func:`scrub` replaces both in one text; :func:`scrub_json` applies it
 to every string (keys included) of a parsed journal, which is how
-:mod:`chaosmesh_sec.report.model` reads every journal, so nothing downstream sees
+:mod:`chaosmesh_sec.report.reading` reads every journal, so nothing downstream sees
 the originals. The writers scrub what they print once more, as a second net.
 """
 
