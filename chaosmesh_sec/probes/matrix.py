@@ -8,8 +8,8 @@ Each gets a verdict naming the layer that decided, with its evidence; see
 :mod:`chaosmesh_sec.probes._matrix_spec` for the file format and
 :mod:`chaosmesh_sec.probes._matrix_evidence` for the verdicts.
 
-Matrices come from the probe kit (``chaosmesh_sec/probes/kit/<name>.matrix.yaml``)
-or a file. A run can keep a matrix's verdicts as a named baseline (``record_as``)
+Matrices come from the probe kit (``probes/<kit>/matrix.yaml``, by the kit's name) or
+a file. A run can keep a matrix's verdicts as a named baseline (``record_as``)
 and compare a later check with it (``compare_to``): that is how a journal shows a
 cell that was ``denied_by_network`` before the fault become ``denied_by_mesh``
 during it. No ``from __future__ import annotations``: chaoslib reads the signature.
@@ -25,13 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_sec import _kube, _validate
+from chaosmesh_sec import _kube, _validate, kit
 from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
 from chaosmesh_sec.journal import fail_open_message
-from chaosmesh_sec.kit import KIT_DIR
 from chaosmesh_sec.probes import _matrix_evidence as evidence
 from chaosmesh_sec.probes import _matrix_judgement as judgement
 from chaosmesh_sec.probes import _matrix_spec as spec
@@ -152,10 +151,9 @@ def identity_matrix(
 def _load(matrix: Any) -> spec.Matrix:
     if not isinstance(matrix, str) or not matrix:
         raise InvalidInput("matrix", "required: a kit matrix's name or a matrix file's path")
-    kit = KIT_DIR / f"{matrix}.matrix.yaml"
-    path = kit if "/" not in matrix and kit.is_file() else Path(matrix)
+    path = kit.matrix_file(matrix) if matrix in kit.matrices() else Path(matrix)
     if not path.is_file():
-        known = sorted(p.name.removesuffix(".matrix.yaml") for p in KIT_DIR.glob("*.matrix.yaml"))
+        known = kit.matrices()
         raise InvalidInput(
             "matrix", f"{matrix!r} is neither a kit matrix ({', '.join(known)}) nor a file"
         )
