@@ -11,7 +11,6 @@ chaoslib reads these signatures.
 """
 
 import json
-import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -23,8 +22,6 @@ from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.errors import InvalidInput
 
 __all__ = ["certificate_rotation", "proxy_certificates"]
-
-logger = logging.getLogger("chaostoolkit")
 
 CERTS_COMMAND = ["pilot-agent", "request", "GET", "certs"]
 EXEC_TIMEOUT = 20

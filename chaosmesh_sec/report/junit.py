@@ -21,7 +21,6 @@ XML 1.0 cannot hold.
 
 from __future__ import annotations
 
-import logging
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ from chaosmesh_sec.report.model import Experiment, Hypothesis, MatrixView, Repor
 from chaosmesh_sec.report.scrub import scrub
 
 __all__ = ["render_junit"]
-
-logger = logging.getLogger("chaostoolkit")
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 MESSAGE_CHARS = 500

@@ -10,13 +10,10 @@ the originals. The writers scrub what they print once more, as a second net.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 __all__ = ["JWT", "PEM_PRIVATE_KEY", "REDACTED_KEY", "REDACTED_TOKEN", "scrub", "scrub_json"]
-
-logger = logging.getLogger("chaostoolkit")
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 """A JSON Web Token: a base64url header starting ``{"``, a payload, a signature (may be empty)."""
