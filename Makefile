@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv lint typecheck unit reference
+.PHONY: venv lint typecheck contracts unit reference
 
 venv: $(VENV)/.installed ## create .venv and install the package with its dev extra (editable)
 
@@ -13,6 +13,9 @@ lint: $(VENV)/.installed ## ruff lint + format check
 
 typecheck: $(VENV)/.installed ## mypy --strict on the package
 	$(BIN)/mypy --strict chaosmesh_sec
+
+contracts: $(VENV)/.installed ## the import contracts: which part may import which (docs/architecture.md)
+	$(BIN)/lint-imports
 
 unit: $(VENV)/.installed ## unit tests: no cluster, no root
 	$(BIN)/pytest -m unit
@@ -43,10 +46,11 @@ lab-down: $(VENV)/.installed ## stop the lab and remove everything it created
 integration: lab-build ## integration + e2e tests against a lab they bring up and down
 	$(BIN)/pytest -m "integration or e2e" -p no:cacheprovider
 
-test: $(VENV)/.installed ## everything CI runs: lint, types, unit, then the lab tiers
+test: $(VENV)/.installed ## everything CI runs: lint, types, import contracts, then every tier
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict chaosmesh_sec
+	$(BIN)/lint-imports
 	$(BIN)/chaosmesh-sec lab build
 	$(BIN)/pytest -p no:cacheprovider
 

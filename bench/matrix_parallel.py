@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from chaosmesh_sec.probes import _matrix_model as mm
-from chaosmesh_sec.probes._exec import exec_in_pod
+from chaosmesh_sec._kube import exec_in_pod
+from chaosmesh_sec.probes import _matrix_evidence, _matrix_spec
 from chaosmesh_sec.probes.matrix import identity_matrix
 
 NS = "bench-matrix"
@@ -78,7 +78,7 @@ def matrix_file() -> Path:
 
 
 def sequential(core: client.CoreV1Api, path: Path) -> float:
-    parsed = mm.parse_matrix(path.read_text())
+    parsed = _matrix_spec.parse_matrix(path.read_text())
     pods = {
         s.name: core.list_namespaced_pod(NS, label_selector=s.selector).items[0]
         for s in parsed.sources
@@ -87,8 +87,8 @@ def sequential(core: client.CoreV1Api, path: Path) -> float:
     for cell in parsed.cells():
         out, err = exec_in_pod(core.api_client.configuration, pods[cell.source.name], None,
                                cell.command(), 20)  # fmt: skip
-        evidence = mm.parse_curl_output(out, err)
-        assert mm.classify(evidence) == "allowed", (cell.id, evidence)
+        evidence = _matrix_evidence.parse_curl_output(out, err)
+        assert _matrix_evidence.classify(evidence) == "allowed", (cell.id, evidence)
     return time.perf_counter() - started
 
 

@@ -7,12 +7,9 @@ tests that check discovery. A module holds activities of one kind only:
 their module here; every name in the module's ``__all__`` becomes an activity.
 """
 
-import logging
 from typing import Final, Literal
 
 __all__ = ["ACTIVITY_MODULES", "ActivityKind"]
-
-logger = logging.getLogger("chaostoolkit")
 
 ActivityKind = Literal["action", "probe"]
 

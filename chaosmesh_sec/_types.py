@@ -12,13 +12,10 @@ while ``dict[str, Any]``, ``X | None`` and string annotations all become
   default; the code below the boundary takes ``Mapping[str, Any] | None``.
 """
 
-import logging
 from typing import Any, Dict, TypeAlias  # noqa: UP035 - see the module docstring
 
 from chaoslib.types import Configuration, Secrets
 
 __all__ = ["Configuration", "JSONObject", "Secrets"]
-
-logger = logging.getLogger("chaostoolkit")
 
 JSONObject: TypeAlias = Dict[str, Any]  # noqa: UP006 - chaoslib names typing.Dict "mapping"

@@ -1,34 +1,56 @@
-"""Input checks for activities: run them all before any API call or side effect.
+"""Every input check of the pack: run them all before any API call or side effect.
 
-Each check takes the input's name (as the experiment spells it) and its value,
-returns the value with its proper type, or raises :class:`InvalidInput` naming it.
+Each check takes the input's name (as the experiment spells it, or where in a file it
+is) and its value, returns the value with its proper type, or raises
+:class:`InvalidInput` naming it. Names (DNS labels and subdomains, label selectors,
+images), numbers with the bounds each duration, interval and count needs (integers
+with a floor and an optional ceiling, positive numbers, fractions, seconds within a
+range), booleans, and the parts of an HTTP request (URL, method, scheme, path, port).
+Faults and probes both use them: this module is on the floor below both.
 """
 
-import logging
+import ipaddress
+import math
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from chaosmesh_sec.errors import InvalidInput
 
 __all__ = [
+    "HTTP_METHODS",
+    "boolean",
     "dns_label",
     "dns_subdomain",
+    "fraction",
+    "http_method",
+    "http_scheme",
+    "http_url",
     "image",
     "label_selector",
     "non_negative_int",
     "optional_dns_label",
+    "port",
+    "positive_int",
+    "positive_number",
+    "seconds",
+    "url_path",
 ]
 
-logger = logging.getLogger("chaostoolkit")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_HOST = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
 # One requirement of a label selector: key, key=value, key!=value, key in (a,b), !key ...
 _SELECTOR_TERM = re.compile(
     r"!?[A-Za-z0-9][-A-Za-z0-9_./]*"
     r"(\s*(=|==|!=)\s*[-A-Za-z0-9_.]*"
     r"|\s+(in|notin)\s+\(\s*[-A-Za-z0-9_.]*(\s*,\s*[-A-Za-z0-9_.]*)*\s*\))?"
 )
+
+
+# ---------------------------------------------------------------- names
 
 
 def _string(name: str, value: Any) -> str:
@@ -57,13 +79,11 @@ def dns_subdomain(name: str, value: Any) -> str:
     return text
 
 
-def non_negative_int(name: str, value: Any) -> int:
-    """An integer >= 0 (a bool is refused, although Python counts it as an int)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(name, f"must be an integer, got {type(value).__name__}")
-    if value < 0:
-        raise InvalidInput(name, f"must be >= 0, got {value}")
-    return value
+def optional_dns_label(name: str, value: Any) -> str:
+    """A DNS label, or "" for "not given" (names of baselines kept within a run)."""
+    if not isinstance(value, str):
+        raise InvalidInput(name, f"must be a string, got {type(value).__name__}")
+    return dns_label(name, value) if value else ""
 
 
 def label_selector(name: str, value: Any, *, allow_empty: bool = False) -> str:
@@ -98,15 +118,142 @@ def _split_terms(selector: str) -> list[str]:
     return terms
 
 
-def optional_dns_label(name: str, value: Any) -> str:
-    """A DNS label, or "" for "not given" (names of baselines kept within a run)."""
-    if not isinstance(value, str):
-        raise InvalidInput(name, f"must be a string, got {type(value).__name__}")
-    return dns_label(name, value) if value else ""
-
-
 def image(name: str, value: Any, needs: str) -> str:
     """A container image reference for a pod the pack starts; ``needs`` says what it must hold."""
     if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
         raise InvalidInput(name, f"must name an image that has {needs}")
     return value.strip()
+
+
+# ---------------------------------------------------------------- numbers and booleans
+
+
+def _integer(name: str, value: Any, minimum: int, maximum: int | None) -> int:
+    """An integer in [minimum, maximum] (a bool is refused, although Python counts it)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(name, f"must be an integer, got {type(value).__name__}")
+    if maximum is not None and not minimum <= value <= maximum:
+        raise InvalidInput(name, f"must be between {minimum} and {maximum}, got {value}")
+    if value < minimum:
+        raise InvalidInput(name, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def non_negative_int(name: str, value: Any, maximum: int | None = None) -> int:
+    """An integer >= 0, and <= ``maximum`` when one is given (a count that may be 0)."""
+    return _integer(name, value, 0, maximum)
+
+
+def positive_int(name: str, value: Any, maximum: int | None = None) -> int:
+    """An integer >= 1, and <= ``maximum`` when one is given (a count, whole seconds)."""
+    return _integer(name, value, 1, maximum)
+
+
+def positive_number(name: str, value: Any) -> float:
+    """A finite number > 0 (an interval in seconds)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(name, f"must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInput(name, f"must be > 0, got {value}")
+    return float(value)
+
+
+def fraction(name: str, value: Any) -> float:
+    """A number in [0, 1] (0 meaning "not given")."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(name, f"must be a number, got {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number) or not 0.0 <= number <= 1.0:
+        raise InvalidInput(name, f"must be in (0, 1] (or 0 for not given), got {value}")
+    return number
+
+
+def seconds(name: str, value: Any, minimum: float, maximum: float) -> float:
+    """A number of seconds in [minimum, maximum] (a timeout)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(name, f"must be a number of seconds, got {_kind(value)}")
+    number = float(value)
+    if math.isnan(number) or not minimum <= number <= maximum:
+        raise InvalidInput(
+            name, f"must be between {minimum:g} and {maximum:g} seconds, got {value}"
+        )
+    return number
+
+
+def boolean(name: str, value: Any) -> bool:
+    """A real boolean: the string "false" is truthy in Python, so it is refused."""
+    if not isinstance(value, bool):
+        raise InvalidInput(name, f"must be true or false, got {type(value).__name__} {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------- HTTP requests
+
+
+def http_method(name: str, value: Any) -> str:
+    """One of :data:`HTTP_METHODS`."""
+    if not isinstance(value, str) or value not in HTTP_METHODS:
+        raise InvalidInput(
+            name, f"{value!r} is not an HTTP method; expected one of {', '.join(HTTP_METHODS)}"
+        )
+    return value
+
+
+def http_scheme(name: str, value: Any) -> str:
+    """``http`` or ``https``."""
+    if value not in ("http", "https"):
+        raise InvalidInput(name, f"must be http or https, got {value!r}")
+    return str(value)
+
+
+def port(name: str, value: Any) -> int:
+    """A port number, 1 to 65535."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidInput(name, f"must be a port number (1-65535), got {value!r}")
+    return value
+
+
+def url_path(name: str, value: Any) -> str:
+    """A URL's path: starts with ``/``, no spaces or control characters."""
+    if not isinstance(value, str) or not value.startswith("/") or not _printable(value):
+        raise InvalidInput(name, f"must be a path starting with '/', got {value!r}")
+    return value
+
+
+def http_url(name: str, value: Any) -> str:
+    """An http(s) URL with a host, no credentials, no spaces or control characters."""
+    if not isinstance(value, str):
+        raise InvalidInput(name, f"must be a URL string, got {_kind(value)}")
+    if not _printable(value):
+        raise InvalidInput(name, f"{value!r} holds spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise InvalidInput(name, f"{value!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidInput(name, f"{value!r}: the scheme must be http or https")
+    host = parts.hostname
+    if not host:
+        raise InvalidInput(name, f"{value!r} has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput(name, f"{value!r} carries credentials: they would reach the journal")
+    if not _HOST.fullmatch(host) and not _is_ip(host):
+        raise InvalidInput(name, f"{value!r}: {host!r} is not a host name or IP address")
+    return value
+
+
+def _printable(text: str) -> bool:
+    return all(c.isprintable() and not c.isspace() for c in text)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

@@ -1,6 +1,11 @@
-"""``chaosmesh-sec``: the pack's command line (``lab``, ``kit``, ``gameday``, ``report``,
-``rollback``, ``reference``)."""
+"""``chaosmesh-sec``: the pack's command line (``lab``, ``kit``, ``init``, ``gameday``,
+``report``, ``rollback``, ``reference``).
 
+Each command imports what it runs when it runs, so ``chaosmesh-sec --help`` stays quick;
+the lab's group is :mod:`chaosmesh_sec.lab.cli`.
+"""
+
+import json
 import logging
 import sys
 from pathlib import Path
@@ -11,11 +16,8 @@ import click
 from chaosmesh_sec import __version__
 from chaosmesh_sec.errors import ChaosMeshSecError
 from chaosmesh_sec.lab.cli import lab
-from chaosmesh_sec.rollback import rollback
 
 __all__ = ["main"]
-
-logger = logging.getLogger("chaostoolkit")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,9 +87,53 @@ def kit_delete(name: str, kubeconfig: str) -> None:
 
 
 @main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files that are there already.")
+def init(directory: Path, force: bool) -> None:
+    """Write the shipped experiments, game-day plans, deploy/ and the probe kit into DIRECTORY.
+
+    DIRECTORY gets experiments/, gamedays/, deploy/ and probes/ as the pack ships them
+    (created if needed); nothing is overwritten without --force.
+    """
+    from chaosmesh_sec._shipped import copy_shipped
+
+    try:
+        written = copy_shipped(directory, force=force)
+    except FileExistsError as exc:
+        click.echo(f"error: {exc} (--force overwrites them)", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo("\n".join(str(path) for path in written))
+
+
+@main.command()
+@click.option("--kubeconfig", default="", help="Kubeconfig to use (default: $KUBECONFIG).")
+@click.option("--node", default="", help="Only partitions on this node.")
+@click.option("--namespace", default="", help="Only Deployments in this namespace.")
+def rollback(kubeconfig: str, node: str, namespace: str) -> None:
+    """Heal every leftover fault recorded in the cluster's ledger, report as JSON.
+
+    Undoes what faults left behind after a crash or a skipped rollback: partition fault
+    pods are healed by exact spec and deleted, scaled Deployments get their replica
+    count back. Exit code 1 when something could not be undone.
+    """
+    from chaosmesh_sec.faults.leftovers import heal_leftovers
+
+    configuration = {"kubeconfig_path": kubeconfig} if kubeconfig else None
+    try:
+        result = heal_leftovers(node=node, namespace=namespace, configuration=configuration)
+    except ChaosMeshSecError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(result, indent=2))
+
+
+@main.command()
 def reference() -> None:
     """Print the activity reference (Markdown) generated from the code."""
-    from chaosmesh_sec.reference import activity_reference
+    from chaosmesh_sec._reference import activity_reference
 
     click.echo(activity_reference(), nl=False)
 
@@ -165,4 +211,3 @@ def report(journals: tuple[Path, ...], out_dir: Path, title: str) -> None:
 
 
 main.add_command(lab)
-main.add_command(rollback)

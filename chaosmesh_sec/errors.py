@@ -22,7 +22,6 @@ No message ever carries a token, a private key or a certificate's private part.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from chaoslib.exceptions import ActivityFailed
@@ -36,8 +35,6 @@ __all__ = [
     "LabError",
     "RollbackFailed",
 ]
-
-logger = logging.getLogger("chaostoolkit")
 
 
 class ChaosMeshSecError(ActivityFailed):  # type: ignore[misc]  # chaoslib is untyped

@@ -1,8 +1,13 @@
 """The probe kit: canary workloads, their policies and identity matrices, deployed with one command.
 
-``chaosmesh-sec kit apply wrong-identity`` applies ``probes/kit/wrong-identity.yaml``
+The kit is the top-level ``probes/`` folder (shipped in the wheel, found by
+:func:`chaosmesh_sec._shipped.shipped`): one folder per kit, its manifests listed in
+its ``kustomization.yaml`` (only ``resources``, so ``kubectl apply -k probes/<kit>``
+deploys the same objects without the pack) and, for the kits an identity matrix
+checks, its ``matrix.yaml`` (read by :mod:`chaosmesh_sec.probes.matrix` by the kit's
+name). ``chaosmesh-sec kit apply wrong-identity`` applies the kit's objects
 (server-side apply, field manager ``chaosmesh-sec``) and waits until its Deployments
-are available; ``kit delete`` removes it. Options:
+are available; ``kit delete`` removes them. Options:
 
 - ``--client-node`` / ``--server-node`` pin the kit's clients (``app`` sleep or curl)
   and servers to nodes: the recycled-IP hunt needs both client workloads on one node
@@ -26,15 +31,27 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import dynamic
 
+from chaosmesh_sec import _kube
+from chaosmesh_sec._shipped import shipped
 from chaosmesh_sec.client import api_client, api_errors
 from chaosmesh_sec.errors import ChaosMeshSecError, InvalidInput
-from chaosmesh_sec.faults import _workloads as wl
 
-__all__ = ["KIT_DIR", "apply", "delete", "documents", "kits"]
+__all__ = [
+    "KIT_DIR",
+    "apply",
+    "delete",
+    "documents",
+    "kits",
+    "manifests",
+    "matrices",
+    "matrix_file",
+]
 
 logger = logging.getLogger("chaostoolkit")
 
-KIT_DIR = Path(__file__).resolve().parent / "probes" / "kit"
+KIT_DIR = shipped("probes")
+KUSTOMIZATION = "kustomization.yaml"
+MATRIX = "matrix.yaml"
 CLIENT_APPS = ("sleep", "curl")
 SIDECAR = "istio-proxy"
 SIDECAR_INIT = ("istio-validation", "istio-init")
@@ -43,18 +60,35 @@ FIELD_MANAGER = "chaosmesh-sec"
 
 
 def kits() -> list[str]:
-    """The kits shipped with the pack (their names)."""
-    return sorted(p.stem for p in KIT_DIR.glob("*.yaml") if not p.name.endswith(".matrix.yaml"))
+    """The kits shipped with the pack (their names): the folders with a kustomization."""
+    return sorted(p.parent.name for p in KIT_DIR.glob(f"*/{KUSTOMIZATION}"))
+
+
+def matrices() -> list[str]:
+    """The kits that come with an identity matrix (their names)."""
+    return sorted(p.parent.name for p in KIT_DIR.glob(f"*/{MATRIX}"))
+
+
+def matrix_file(name: str) -> Path:
+    """Where kit ``name``'s identity matrix is (see :func:`matrices` for the kits that have one)."""
+    return KIT_DIR / name / MATRIX
+
+
+def manifests(name: str) -> list[Path]:
+    """The files kit ``name``'s kustomization lists under ``resources``, in its order."""
+    folder = KIT_DIR / name
+    spec = yaml.safe_load((folder / KUSTOMIZATION).read_text()) or {}
+    return [folder / str(resource) for resource in spec.get("resources") or []]
 
 
 def documents(
     name: str, client_node: str = "", server_node: str = "", auto_inject: bool = False
 ) -> list[dict[str, Any]]:
-    """The kit's objects, adjusted as the options say (pure, apart from reading the file)."""
-    path = KIT_DIR / f"{name}.yaml"
+    """The kit's objects, adjusted as the options say (pure, apart from reading its files)."""
     if name not in kits():
         raise InvalidInput("kit", f"no kit {name!r}; the kits are: {', '.join(kits())}")
-    out = [copy.deepcopy(d) for d in yaml.safe_load_all(path.read_text()) if d]
+    texts = [path.read_text() for path in manifests(name)]
+    out = [copy.deepcopy(d) for text in texts for d in yaml.safe_load_all(text) if d]
     for doc in out:
         if doc.get("kind") == "Deployment":
             pod = doc["spec"]["template"]
@@ -163,7 +197,7 @@ def _wait_available(
         def available(objects: Mapping[str, Any], want: int = replicas) -> bool:
             return any((d.status.available_replicas or 0) >= want for d in objects.values())
 
-        held, _ = wl.watch_until(
+        held, _ = _kube.watch_until(
             apps.list_namespaced_deployment,
             available,
             deadline,

@@ -2,8 +2,9 @@
 
 Tiers by directory: ``tests/unit`` (marked ``unit``), ``tests/integration`` (marked
 ``integration``: a real API server, the lab), ``tests/e2e`` (marked ``e2e``: ``chaos run``
-against the lab). The lab fixtures live in ``tests/lab_fixtures.py``; a lab is brought
-up only when a test asks for one.
+against the lab), ``tests/packaging`` (marked ``packaging``: a wheel built and installed in
+a fresh venv; no cluster, but the package index or pip's cache). The lab fixtures live in
+``tests/lab_fixtures.py``; a lab is brought up only when a test asks for one.
 
 Ordering: tests marked ``lab_before`` run first (they need a machine without a lab) and
 tests marked ``lab_after`` run last (they take the lab down).
@@ -17,7 +18,12 @@ import pytest
 
 pytest_plugins = ["tests.lab_fixtures"]
 
-_TIERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+_TIERS = {
+    "unit": pytest.mark.unit,
+    "integration": pytest.mark.integration,
+    "e2e": pytest.mark.e2e,
+    "packaging": pytest.mark.packaging,
+}
 
 
 @pytest.hookimpl(tryfirst=True)

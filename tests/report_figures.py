@@ -5,7 +5,7 @@ Two readers build the same shapes (:class:`Experiment` and what it holds):
 - :func:`expected` walks a journal's raw JSON. It uses no code of
   :mod:`chaosmesh_sec.report`: the verdict, the fail-open cells, the grid of each
   identity-matrix check, the issuance figures are worked out here, from the rules the
-  report documents (:mod:`chaosmesh_sec.report.model`'s docstring);
+  report documents (:mod:`chaosmesh_sec.report.reading`'s docstring);
 - :func:`shown` reads the page (the DOM Chromium built, :func:`tests.browser.rendered_dom`)
   with :mod:`html.parser`: the ``data-`` attributes and the visible text beside them.
 

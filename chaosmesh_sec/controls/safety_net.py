@@ -5,8 +5,9 @@ Chaos Toolkit's default rollback strategy skips rollbacks after a failed run, an
 runs at the end of the experiment whatever happened, reads the ledger in the
 cluster and undoes what is still there (see
 :func:`chaosmesh_sec.faults.leftovers.heal_leftovers`). What it did goes into the
-journal's ``extensions`` as ``{"name": "chaosmesh-sec-safety-net", ...}``. Declare
-it in an experiment::
+journal's ``extensions`` as ``{"name": "chaosmesh-sec-safety-net", ...}``
+(:data:`chaosmesh_sec.journal.SAFETY_NET_EXTENSION`: the game day and the report read
+it there). Declare it in an experiment::
 
     "controls": [{"name": "chaosmesh-sec-safety-net",
                   "provider": {"type": "python",
@@ -23,12 +24,11 @@ from typing import Any
 
 from chaosmesh_sec.errors import ChaosMeshSecError
 from chaosmesh_sec.faults.leftovers import heal_leftovers
+from chaosmesh_sec.journal import SAFETY_NET_EXTENSION
 
-__all__ = ["EXTENSION", "after_experiment_control"]
+__all__ = ["after_experiment_control"]
 
 logger = logging.getLogger("chaostoolkit")
-
-EXTENSION = "chaosmesh-sec-safety-net"
 
 
 def after_experiment_control(
@@ -40,7 +40,7 @@ def after_experiment_control(
     **kwargs: Any,
 ) -> None:
     """Heal leftovers once the experiment (and any rollbacks) ended; note it in the journal."""
-    record: dict[str, Any] = {"name": EXTENSION}
+    record: dict[str, Any] = {"name": SAFETY_NET_EXTENSION}
     try:
         record["healed"] = heal_leftovers(
             namespace=namespace, configuration=configuration, secrets=secrets

@@ -22,16 +22,14 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import watch
-from kubernetes.stream import stream
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_client, api_errors
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
 from chaosmesh_sec.faults import _cut
-from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
-from chaosmesh_sec.faults.partition_rules import (
+from chaosmesh_sec.faults._partition_rules import (
     APPLIED_MARK,
     SCOPES,
     Endpoint,
@@ -49,6 +47,7 @@ PLAN_ANNOTATION = "chaosmesh-sec.io/partition-plan"
 PACK = "chaosmesh-sec"
 MAX_DURATION = 3600
 APPLY_TIMEOUT = 60
+EXEC_TIMEOUT = 30
 
 
 def _pick_node(core: k8s.CoreV1Api, node: str, pods_selector: str, pods_namespace: str) -> str:
@@ -56,7 +55,7 @@ def _pick_node(core: k8s.CoreV1Api, node: str, pods_selector: str, pods_namespac
         raise InvalidInput("node", "give either node or target_pods_selector (exactly one)")
     if node:
         _validate.dns_subdomain("node", node)
-        wl.require_node(core, node)
+        _kube.require_node(core, node)
         return node
     _validate.label_selector("target_pods_selector", pods_selector)
     _validate.dns_label("target_pods_namespace", pods_namespace)
@@ -203,18 +202,14 @@ def partition_node_from_apiserver(
     The rules remove themselves after ``duration_seconds`` even if this runner dies.
     Returns the run id, node, fault pod, the exact rules and when they took effect.
     """
-    duration = _validate.non_negative_int("duration_seconds", duration_seconds)
-    if not 0 < duration <= MAX_DURATION:
-        raise InvalidInput(
-            "duration_seconds", f"must be between 1 and {MAX_DURATION}, got {duration}"
-        )
+    duration = _validate.positive_int("duration_seconds", duration_seconds, maximum=MAX_DURATION)
     if scope not in SCOPES:
         raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r}")
     image = _validate.image("image", image, "sh and iptables")
     _validate.dns_label("fault_namespace", fault_namespace)
     api = api_client(configuration, secrets)
     core = k8s.CoreV1Api(api)
-    wl.require_namespace(core, fault_namespace, "fault_namespace")
+    _kube.require_namespace(core, fault_namespace, "fault_namespace")
     target = _pick_node(core, node, target_pods_selector, target_pods_namespace)
     endpoints = _apiserver_endpoints(core, k8s.DiscoveryV1Api(api), extra_hosts)
     if all_ports:
@@ -273,19 +268,10 @@ def _delete_pod(core: k8s.CoreV1Api, name: str, namespace: str) -> None:
 
 
 def _exec(core: k8s.CoreV1Api, pod: Any, script: str) -> str:
-    return str(
-        stream(
-            core.connect_get_namespaced_pod_exec,
-            pod.metadata.name,
-            pod.metadata.namespace,
-            command=["sh", "-c", script],
-            stderr=True,
-            stdin=False,
-            stdout=True,
-            tty=False,
-            _request_timeout=30,
-        )
-    )
+    """The standard output of ``script`` in the fault pod (a shell there)."""
+    config = core.api_client.configuration
+    out, _err = _kube.exec_in_pod(config, pod, None, ["sh", "-c", script], EXEC_TIMEOUT)
+    return out
 
 
 def heal_apiserver_partition(

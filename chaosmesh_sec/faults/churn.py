@@ -23,7 +23,7 @@ from typing import Any, Self
 
 from kubernetes.client import exceptions as k8s_exceptions
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, apps_v1, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
@@ -138,15 +138,15 @@ def rollout_restart(
     """
     name = _deployment_name("name", name)
     namespace = _validate.dns_label("namespace", namespace)
-    cycles = wl.positive_int("cycles", cycles)
-    wait_ready = wl.boolean("wait_ready", wait_ready)
-    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+    cycles = _validate.positive_int("cycles", cycles)
+    wait_ready = _validate.boolean("wait_ready", wait_ready)
+    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
     if cycles > 1 and not wait_ready:
         raise InvalidInput("cycles", "more than one cycle needs wait_ready: true")
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-    wl.require_namespace(core, namespace)
-    deployment = wl.read_deployment(apps, name, namespace, "name")
+    _kube.require_namespace(core, namespace)
+    deployment = _kube.read_deployment(apps, name, namespace, "name")
     if deployment.spec.paused:
         raise InvalidInput("name", f"Deployment {name!r} is paused: resume it first")
     selector = wl.deployment_selector(deployment.spec.selector)
@@ -239,8 +239,8 @@ def hunt_recycled_ip(
     if victim == hunter:
         raise InvalidInput("hunter", f"must be another Deployment than victim {victim!r}")
     namespace = _validate.dns_label("namespace", namespace)
-    max_rounds = wl.positive_int("max_rounds", max_rounds)
-    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+    max_rounds = _validate.positive_int("max_rounds", max_rounds)
+    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
     if not isinstance(cut_off_pods, str):
         raise InvalidInput("cut_off_pods", "must be a label selector string")
     if cut_off_pods:
@@ -248,9 +248,9 @@ def hunt_recycled_ip(
     fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-    wl.require_namespace(core, namespace)
-    victim_dep = wl.read_deployment(apps, victim, namespace, "victim")
-    hunter_dep = wl.read_deployment(apps, hunter, namespace, "hunter")
+    _kube.require_namespace(core, namespace)
+    victim_dep = _kube.read_deployment(apps, victim, namespace, "victim")
+    hunter_dep = _kube.read_deployment(apps, hunter, namespace, "hunter")
     for role, dep in (("victim", victim_dep), ("hunter", hunter_dep)):
         if dep.spec.template.spec.host_network:
             raise InvalidInput(role, f"Deployment {dep.metadata.name!r} uses hostNetwork")
@@ -359,7 +359,7 @@ def _hunt(
     def holder(pods: list[Any]) -> Any:
         return _holder(pods, victim_ips, admits, result["rejected"])
 
-    gone, _ = wl.watch_until(
+    gone, _ = _kube.watch_until(
         core.list_namespaced_pod,
         lambda objects: not objects,
         deadline,
@@ -387,13 +387,13 @@ def _hunt(
             fresh = [
                 p
                 for uid, p in objects.items()
-                if uid not in deleted and not wl.pod_terminating(p) and p.status.pod_ip
+                if uid not in deleted and not _kube.pod_terminating(p) and p.status.pod_ip
             ]
             if any(p.status.pod_ip in victim_ips and admits(p) for p in fresh):
                 return True
             return len(fresh) >= hunter_replicas
 
-        held, objects = wl.watch_until(
+        held, objects = _kube.watch_until(
             core.list_namespaced_pod,
             settled,
             deadline,
@@ -430,7 +430,7 @@ def _holder(
     """The first live pod whose IP was the victim's and that ``admits`` accepts, if any;
     a holder it refuses is added to ``rejected`` (once)."""
     for pod in sorted(pods, key=lambda p: str(p.metadata.name)):
-        if wl.pod_terminating(pod) or not pod.status or pod.status.pod_ip not in victim_ips:
+        if _kube.pod_terminating(pod) or not pod.status or pod.status.pod_ip not in victim_ips:
             continue
         if admits(pod):
             return pod
@@ -443,7 +443,7 @@ def _holder(
 def _brief(pod: Any) -> JSONObject:
     """A pod for the journal, with when it was created (the API server's clock)."""
     created = pod.metadata.creation_timestamp
-    return {**wl.pod_brief(pod), "created": created.isoformat() if created else None}
+    return {**_kube.pod_brief(pod), "created": created.isoformat() if created else None}
 
 
 def _tell_story(result: JSONObject, precondition: _cut.StaleCachePrecondition | None) -> None:
@@ -537,15 +537,15 @@ class _ScaleRequest:
             _deployment_name("name", name),
             _replicas(replicas),
             _validate.dns_label("namespace", namespace),
-            wl.boolean("wait_ready", wait_ready),
-            wl.positive_int("timeout_seconds", timeout_seconds),
+            _validate.boolean("wait_ready", wait_ready),
+            _validate.positive_int("timeout_seconds", timeout_seconds),
         )
 
     def current(self, configuration: Any, secrets: Any) -> tuple[Any, Any]:
         """The apps client and the Deployment now (InvalidInput if it is missing)."""
         core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-        wl.require_namespace(core, self.namespace)
-        return apps, wl.read_deployment(apps, self.name, self.namespace, "name")
+        _kube.require_namespace(core, self.namespace)
+        return apps, _kube.read_deployment(apps, self.name, self.namespace, "name")
 
     def apply(self, apps: Any, clear_ledger: bool = False) -> JSONObject:
         """Set the replicas (then, with ``clear_ledger``, clear the entry) and wait."""
@@ -667,7 +667,7 @@ def _wait_rollout(
                 return True
         return False
 
-    held, _ = wl.watch_until(
+    held, _ = _kube.watch_until(
         apps.list_namespaced_deployment,
         complete,
         deadline,
@@ -684,13 +684,13 @@ def _wait_rollout(
 def _live_pod_objects(core: Any, namespace: str, selector: str) -> list[Any]:
     with api_errors(f"list pods {selector!r} in namespace {namespace!r}"):
         pods = core.list_namespaced_pod(namespace, label_selector=selector).items
-    return [p for p in pods if not wl.pod_terminating(p)]
+    return [p for p in pods if not _kube.pod_terminating(p)]
 
 
 def _live_pods(core: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
     """Name, uid, node and IP of the non-terminating pods matching ``selector``, by name."""
     pods = _live_pod_objects(core, namespace, selector)
-    return sorted((wl.pod_brief(p) for p in pods), key=lambda p: str(p["name"]))
+    return sorted((_kube.pod_brief(p) for p in pods), key=lambda p: str(p["name"]))
 
 
 def _ips(pods: list[dict[str, Any]]) -> list[str]:

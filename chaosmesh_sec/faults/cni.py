@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, apps_v1, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput
@@ -64,16 +64,16 @@ def restart_cni_pods(
         raise InvalidInput(
             "nodes", "a rollout restarts the pods on every node: leave nodes empty, or use delete"
         )
-    wait_ready = wl.boolean("wait_ready", wait_ready)
-    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+    wait_ready = _validate.boolean("wait_ready", wait_ready)
+    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
-    wl.require_namespace(core, namespace)
-    ds = wl.read_named(
+    _kube.require_namespace(core, namespace)
+    ds = _kube.read_named(
         apps.read_namespaced_daemon_set, "DaemonSet", daemonset, namespace, "daemonset"
     )
     for node in chosen:
-        wl.require_node(core, node, "nodes")
+        _kube.require_node(core, node, "nodes")
     selector = wl.deployment_selector(ds.spec.selector)
     old = _pods_by_node(core, namespace, selector, ds.metadata.uid)
     for node in chosen:
@@ -124,13 +124,13 @@ def restart_cni_pods(
             entry = per_node.get(pod.spec.node_name or "")
             if entry is None or entry["new_pod"] or pod.metadata.uid in old_uids:
                 continue
-            if _owned_by(pod, ds.metadata.uid) and wl.pod_ready(pod):
+            if _owned_by(pod, ds.metadata.uid) and _kube.pod_ready(pod):
                 entry["new_pod"] = pod.metadata.name
-                entry["ready_at"] = wl.pod_ready_at(pod)
+                entry["ready_at"] = _kube.pod_ready_at(pod)
                 entry["seconds_to_ready"] = round(time.monotonic() - started, 3)
         return all(entry["new_pod"] for entry in per_node.values())
 
-    held, _ = wl.watch_until(
+    held, _ = _kube.watch_until(
         core.list_namespaced_pod,
         replaced,
         started + timeout_seconds,
@@ -167,7 +167,7 @@ def _pods_by_node(core: Any, namespace: str, selector: str, ds_uid: str) -> dict
     return {
         p.spec.node_name: p
         for p in pods
-        if p.spec.node_name and _owned_by(p, ds_uid) and not wl.pod_terminating(p)
+        if p.spec.node_name and _owned_by(p, ds_uid) and not _kube.pod_terminating(p)
     }
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput
@@ -54,25 +54,25 @@ def kill_istiod_replicas(
     this action's result to check recovery without a separate probe.
     """
     count = _validate.non_negative_int("count", count)
-    fraction = wl.fraction("fraction", fraction)
+    fraction = _validate.fraction("fraction", fraction)
     decided_by = _deciding_input(count, fraction)
     if not isinstance(node, str):
         raise InvalidInput("node", f"must be a string, got {type(node).__name__}")
     if node:
         node = _validate.dns_subdomain("node", node)
-    allow_all = wl.boolean("allow_all", allow_all)
-    wait_ready = wl.boolean("wait_ready", wait_ready)
-    timeout_seconds = wl.positive_int("timeout_seconds", timeout_seconds)
+    allow_all = _validate.boolean("allow_all", allow_all)
+    wait_ready = _validate.boolean("wait_ready", wait_ready)
+    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
     namespace = _validate.dns_label("namespace", namespace)
     label_selector = _validate.label_selector("label_selector", label_selector)
 
     core = core_v1(configuration, secrets)
-    wl.require_namespace(core, namespace)
+    _kube.require_namespace(core, namespace)
     if node:
-        wl.require_node(core, node)
+        _kube.require_node(core, node)
     with api_errors(f"list pods {label_selector!r} in namespace {namespace!r}"):
         listed = core.list_namespaced_pod(namespace, label_selector=label_selector)
-    pods = [p for p in listed.items if not wl.pod_terminating(p)]
+    pods = [p for p in listed.items if not _kube.pod_terminating(p)]
     victims, ready_before = _plan_kill(
         pods, count, fraction, node, allow_all, where=f"{label_selector!r} in {namespace!r}"
     )
@@ -101,7 +101,7 @@ def kill_istiod_replicas(
     def healed(objects: Mapping[str, Any]) -> bool:
         return _ready_survivors(objects, dead) >= ready_before
 
-    held, objects = wl.watch_until(
+    held, objects = _kube.watch_until(
         core.list_namespaced_pod,
         healed,
         started + timeout_seconds,
@@ -112,9 +112,9 @@ def kill_istiod_replicas(
     result["ready_after"] = _ready_survivors(objects, dead)
     result["recovered"] = held
     result["replacements"] = [
-        {**wl.pod_brief(p), "ready_at": wl.pod_ready_at(p)}
+        {**_kube.pod_brief(p), "ready_at": _kube.pod_ready_at(p)}
         for p in sorted(objects.values(), key=lambda p: str(p.metadata.name))
-        if p.metadata.uid not in known and not wl.pod_terminating(p)
+        if p.metadata.uid not in known and not _kube.pod_terminating(p)
     ]
     if held:
         result["recovery_seconds"] = round(time.monotonic() - started, 3)
@@ -180,7 +180,7 @@ def _plan_kill(
     ordered = sorted(
         candidates,
         key=lambda p: (
-            not wl.pod_ready(p),
+            not _kube.pod_ready(p),
             p.metadata.creation_timestamp is None,
             p.metadata.creation_timestamp or 0,
             p.metadata.name,
@@ -194,8 +194,8 @@ def _plan_kill(
                 f"pod {pod.metadata.name!r} has no controller (ReplicaSet): "
                 "nothing would replace it",
             )
-    ready_before = sum(1 for p in pods if wl.pod_ready(p))
-    ready_left = ready_before - sum(1 for p in victims if wl.pod_ready(p))
+    ready_before = sum(1 for p in pods if _kube.pod_ready(p))
+    ready_left = ready_before - sum(1 for p in victims if _kube.pod_ready(p))
     if ready_before > 0 and ready_left == 0 and not allow_all:
         raise InvalidInput(
             decided_by,
@@ -209,7 +209,7 @@ def _delete(core: Any, namespace: str, victims: Sequence[Any]) -> list[dict[str,
     """Delete each pod (only the very pod listed: uid precondition); say what was deleted."""
     killed: list[dict[str, Any]] = []
     for pod in victims:
-        entry = {**wl.pod_brief(pod), "ready": wl.pod_ready(pod)}
+        entry = {**_kube.pod_brief(pod), "ready": _kube.pod_ready(pod)}
         try:
             entry["deleted"] = wl.delete_pod(core, pod)
         except Exception as exc:
@@ -227,4 +227,4 @@ def _delete(core: Any, namespace: str, victims: Sequence[Any]) -> list[dict[str,
 
 def _ready_survivors(objects: Mapping[str, Any], dead: set[str]) -> int:
     """Ready pods that are not among the killed ones."""
-    return sum(1 for uid, pod in objects.items() if uid not in dead and wl.pod_ready(pod))
+    return sum(1 for uid, pod in objects.items() if uid not in dead and _kube.pod_ready(pod))

@@ -7,7 +7,6 @@ failure names that log.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -26,8 +25,6 @@ from chaosmesh_sec.lab.components import (
 from chaosmesh_sec.lab.paths import LabPaths
 
 __all__ = ["Binaries", "build_all", "go_version", "locate"]
-
-logger = logging.getLogger("chaostoolkit")
 
 Progress = Callable[[str], None]
 

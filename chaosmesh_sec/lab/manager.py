@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import shutil
 import socket
 import ssl
@@ -28,8 +27,6 @@ from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.topology import DEFAULT, Topology
 
 __all__ = ["LabStatus", "down", "status", "up"]
-
-logger = logging.getLogger("chaostoolkit")
 
 Progress = Callable[[str], None]
 

@@ -4,7 +4,6 @@ then the cluster add-ons the lab deploys (kwok's and Istio's CRDs, istiod)."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -25,8 +24,6 @@ from chaosmesh_sec.lab.pki import LabPKI
 from chaosmesh_sec.lab.topology import Node, Topology
 
 __all__ = ["node_manifest", "ready_states", "start"]
-
-logger = logging.getLogger("chaostoolkit")
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 KWOK_CRDS = ("execs", "portforwards", "logs")

@@ -18,7 +18,6 @@ Targets are reached one of two ways:
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import random
 from collections.abc import Iterator
@@ -44,8 +43,6 @@ __all__ = [
     "resolve_via",
     "service_target",
 ]
-
-logger = logging.getLogger("chaostoolkit")
 
 CA_PORT = 15012
 ROOT_CONFIGMAP = "istio-ca-root-cert"

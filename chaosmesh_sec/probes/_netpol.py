@@ -29,7 +29,6 @@ refuses such policies, so a listed one never has it.
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -44,8 +43,6 @@ __all__ = [
     "selecting",
     "selector_matches",
 ]
-
-logger = logging.getLogger("chaostoolkit")
 
 Obj = Mapping[str, Any]
 """A Kubernetes object (or part of one) in the API's JSON form."""

@@ -22,9 +22,8 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from chaosmesh_sec import _kube
 from chaosmesh_sec.errors import ChaosMeshSecError
-from chaosmesh_sec.faults import _workloads as wl
-from chaosmesh_sec.probes._exec import ExecFailed, exec_in_pod
 
 __all__ = [
     "CNI_BIN_DIR",
@@ -57,14 +56,16 @@ class NodePod:
         """``script``'s output; an exec the pod cannot take yet is tried again.
 
         "Running" can be reported a moment before the node can exec into the
-        container (kwok's ``no exec found``): that is :class:`ExecFailed`, retried
-        until :data:`READY_TIMEOUT`.
+        container (kwok's ``no exec found``): that is an ``ExecFailed``, retried until
+        :data:`READY_TIMEOUT`.
         """
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
-                out, err = exec_in_pod(self.config, self.pod, None, ["sh", "-c", script], timeout)
-            except ExecFailed:
+                out, err = _kube.exec_in_pod(
+                    self.config, self.pod, None, ["sh", "-c", script], timeout
+                )
+            except _kube.ExecFailed:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
@@ -123,7 +124,7 @@ def _running(core: Any, name: str, namespace: str) -> Any:
                 raise ChaosMeshSecError(f"the node probe pod {namespace}/{name} ended before use")
         return any(p.status.phase == "Running" for p in objects.values())
 
-    held, objects = wl.watch_until(
+    held, objects = _kube.watch_until(
         core.list_namespaced_pod,
         running,
         time.monotonic() + READY_TIMEOUT,

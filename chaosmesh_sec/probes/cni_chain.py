@@ -15,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.probes import _cni_files as files
 from chaosmesh_sec.probes._node_pod import CNI_BIN_DIR, CNI_NET_DIR, DEFAULT_IMAGE, node_pod
 
@@ -57,7 +56,7 @@ def cni_chain_intact(
     "findings"}], "checked_at"}`. Tolerance: `$.holds`.
     """
     plugin = _validate.dns_subdomain("plugin", plugin)
-    expect_plugin = wl.boolean("expect_plugin", expect_plugin)
+    expect_plugin = _validate.boolean("expect_plugin", expect_plugin)
     agent_namespace = _validate.dns_label("agent_namespace", agent_namespace)
     agent_selector = _validate.label_selector("agent_selector", agent_selector)
     probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
@@ -70,13 +69,13 @@ def cni_chain_intact(
     for name in wanted:
         if name not in known:
             raise InvalidInput("nodes", f"no node {name!r}; the nodes are: {', '.join(known)}")
-    wl.require_namespace(core, probe_namespace, "probe_namespace")
+    _kube.require_namespace(core, probe_namespace, "probe_namespace")
     with api_errors(f"list pods {agent_selector} in {agent_namespace}"):
         agents: list[Any] = core.list_namespaced_pod(
             agent_namespace, label_selector=agent_selector
         ).items
     ready_on = {
-        str(p.spec.node_name) for p in agents if wl.pod_ready(p) and not wl.pod_terminating(p)
+        str(p.spec.node_name) for p in agents if _kube.pod_ready(p) and not _kube.pod_terminating(p)
     }
     targets = wanted or known
     config = core.api_client.configuration

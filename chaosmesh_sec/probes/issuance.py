@@ -27,7 +27,6 @@ from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1, discovery_v1
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.probes import _ca_access as ca
 from chaosmesh_sec.probes._ca_client import new_csr
 
@@ -71,8 +70,8 @@ def certificate_issuance(
     be given as secret `ca_token` (to see how istiod treats it).
     """
     min_issuing_replicas = _validate.non_negative_int("min_issuing_replicas", min_issuing_replicas)
-    require_service = wl.boolean("require_service", require_service)
-    max_latency_ms = wl.positive_int("max_latency_ms", max_latency_ms)
+    require_service = _validate.boolean("require_service", require_service)
+    max_latency_ms = _validate.positive_int("max_latency_ms", max_latency_ms)
     run = _IssuanceRun.checked(locals())
     result = run.verdict_frame()
     try:
@@ -192,10 +191,10 @@ def sample_issuance(
     "target", "kind", "pod", "issued", "code", "latency_ms"}], "reason"}` (`t`:
     seconds since `started_at`). Tolerance: `$.summary.service.success_rate`.
     """
-    duration_seconds = wl.positive_int("duration_seconds", duration_seconds)
-    if duration_seconds > MAX_SAMPLING_SECONDS:
-        raise InvalidInput("duration_seconds", f"must be <= {MAX_SAMPLING_SECONDS}")
-    interval = _positive_number("interval_seconds", interval_seconds)
+    duration_seconds = _validate.positive_int(
+        "duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS
+    )
+    interval = _validate.positive_number("interval_seconds", interval_seconds)
     kinds = _target_kinds(targets)
     run = _IssuanceRun.checked(locals())
     started_at = datetime.now(UTC)
@@ -296,7 +295,7 @@ class _IssuanceRun:
             istiod_selector=_validate.label_selector("istiod_selector", istiod_selector),
             istiod_service=_validate.dns_label("istiod_service", istiod_service),
             via=ca.resolve_via(via),
-            timeout_seconds=wl.positive_int("timeout_seconds", timeout_seconds),
+            timeout_seconds=_validate.positive_int("timeout_seconds", timeout_seconds),
             token_audience=token_audience,
             trust_domain=_validate.dns_subdomain("trust_domain", trust_domain),
             cluster_id=cluster_id,
@@ -405,14 +404,6 @@ def _refused(kind: str, reason: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- inputs and statistics
-
-
-def _positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(name, f"must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInput(name, f"must be > 0, got {value}")
-    return float(value)
 
 
 def _target_kinds(targets: Any) -> tuple[str, ...]:

@@ -5,10 +5,11 @@ container, as a person would check by hand, so the request carries the pod's own
 network identity (its IP, what L4 policy sees) and mesh identity (its sidecar's
 certificate, what AuthorizationPolicy sees). Cells run in parallel with a bound.
 Each gets a verdict naming the layer that decided, with its evidence; see
-:mod:`chaosmesh_sec.probes._matrix_model` for the file format and the verdicts.
+:mod:`chaosmesh_sec.probes._matrix_spec` for the file format and
+:mod:`chaosmesh_sec.probes._matrix_evidence` for the verdicts.
 
-Matrices come from the probe kit (``chaosmesh_sec/probes/kit/<name>.matrix.yaml``)
-or a file. A run can keep a matrix's verdicts as a named baseline (``record_as``)
+Matrices come from the probe kit (``probes/<kit>/matrix.yaml``, by the kit's name) or
+a file. A run can keep a matrix's verdicts as a named baseline (``record_as``)
 and compare a later check with it (``compare_to``): that is how a journal shows a
 cell that was ``denied_by_network`` before the fault become ``denied_by_mesh``
 during it. No ``from __future__ import annotations``: chaoslib reads the signature.
@@ -24,14 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate, kit
+from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
-from chaosmesh_sec.faults import _workloads as wl
-from chaosmesh_sec.kit import KIT_DIR
-from chaosmesh_sec.probes import _matrix_model as mm
-from chaosmesh_sec.probes._exec import exec_in_pod
+from chaosmesh_sec.journal import fail_open_message
+from chaosmesh_sec.probes import _matrix_evidence as evidence
+from chaosmesh_sec.probes import _matrix_judgement as judgement
+from chaosmesh_sec.probes import _matrix_spec as spec
 
 __all__ = ["identity_matrix"]
 
@@ -39,7 +41,7 @@ logger = logging.getLogger("chaostoolkit")
 
 
 MAX_PARALLEL = 32
-_BASELINES: dict[str, dict[mm.CellKey, str]] = {}
+_BASELINES: dict[str, dict[spec.CellKey, str]] = {}
 _BASELINES_LOCK = threading.Lock()
 
 
@@ -82,12 +84,10 @@ def identity_matrix(
     parsed = _restricted(_load(matrix), sources, destinations)
     narrowing = _narrowing(narrow_sources, parsed)
     wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
-    fail_on_fail_open = wl.boolean("fail_on_fail_open", fail_on_fail_open)
+    fail_on_fail_open = _validate.boolean("fail_on_fail_open", fail_on_fail_open)
     record_as = _validate.optional_dns_label("record_as", record_as)
     compare_to = _validate.optional_dns_label("compare_to", compare_to)
-    parallel = wl.positive_int("parallel", parallel)
-    if parallel > MAX_PARALLEL:
-        raise InvalidInput("parallel", f"must be <= {MAX_PARALLEL}, got {parallel}")
+    parallel = _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL)
     baseline = None
     if compare_to:
         with _BASELINES_LOCK:
@@ -112,7 +112,7 @@ def identity_matrix(
     }
     config = core.api_client.configuration
 
-    def ask(cell: mm.Cell) -> tuple[mm.CellKey, mm.Evidence]:
+    def ask(cell: spec.Cell) -> tuple[spec.CellKey, evidence.Evidence]:
         sender = senders[cell.source.name]
         target = targets.get(cell.destination.name)
         argv = cell.command(target.status.pod_ip if target is not None else None)
@@ -120,14 +120,14 @@ def identity_matrix(
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         results = dict(pool.map(ask, parsed.cells()))
-    outcome = mm.compare(parsed, results, baseline)
+    outcome = judgement.compare(parsed, results, baseline)
     if record_as:
         with _BASELINES_LOCK:
             _BASELINES[record_as] = outcome.verdicts()
     out = outcome.to_json()
     out.update(
         {
-            "pods": {name: wl.pod_brief(pod) for name, pod in senders.items()},
+            "pods": {name: _kube.pod_brief(pod) for name, pod in senders.items()},
             "baseline": compare_to or None,
             "checked_at": datetime.now(UTC).isoformat(),
             "seconds": round(time.monotonic() - started, 3),
@@ -141,27 +141,26 @@ def identity_matrix(
         out["fail_open"] or "none",
     )
     if fail_on_fail_open and out["fail_open"]:
-        raise FailOpen(f"fail-open cells in {parsed.name}: {', '.join(out['fail_open'])}")
+        raise FailOpen(fail_open_message(parsed.name, out["fail_open"]))
     return out
 
 
 # ---------------------------------------------------------------- inputs
 
 
-def _load(matrix: Any) -> mm.Matrix:
+def _load(matrix: Any) -> spec.Matrix:
     if not isinstance(matrix, str) or not matrix:
         raise InvalidInput("matrix", "required: a kit matrix's name or a matrix file's path")
-    kit = KIT_DIR / f"{matrix}.matrix.yaml"
-    path = kit if "/" not in matrix and kit.is_file() else Path(matrix)
+    path = kit.matrix_file(matrix) if matrix in kit.matrices() else Path(matrix)
     if not path.is_file():
-        known = sorted(p.name.removesuffix(".matrix.yaml") for p in KIT_DIR.glob("*.matrix.yaml"))
+        known = kit.matrices()
         raise InvalidInput(
             "matrix", f"{matrix!r} is neither a kit matrix ({', '.join(known)}) nor a file"
         )
-    return mm.parse_matrix(path.read_text(), origin=str(path))
+    return spec.parse_matrix(path.read_text(), origin=str(path))
 
 
-def _restricted(matrix: mm.Matrix, sources: Any, destinations: Any) -> mm.Matrix:
+def _restricted(matrix: spec.Matrix, sources: Any, destinations: Any) -> spec.Matrix:
     """The matrix with only the named rows and columns (all when a list is empty)."""
     rows = _names("sources", sources, [s.name for s in matrix.sources])
     cols = _names("destinations", destinations, [d.name for d in matrix.destinations])
@@ -185,7 +184,7 @@ def _names(name: str, value: Any, known: list[str]) -> set[str]:
     return names
 
 
-def _narrowing(value: Any, matrix: mm.Matrix) -> dict[str, str]:
+def _narrowing(value: Any, matrix: spec.Matrix) -> dict[str, str]:
     if not isinstance(value, str):
         raise InvalidInput("narrow_sources", "must be a string of source=selector pairs")
     names = {s.name for s in matrix.sources}
@@ -213,11 +212,11 @@ def _pick_pod(core: Any, namespace: str, selector: str, role: str, wait_seconds:
 
     def ready(objects: Mapping[str, Any]) -> list[Any]:
         return sorted(
-            (p for p in objects.values() if wl.pod_ready(p) and p.status.pod_ip),
+            (p for p in objects.values() if _kube.pod_ready(p) and p.status.pod_ip),
             key=lambda p: (p.metadata.creation_timestamp, p.metadata.name),
         )
 
-    _held, objects = wl.watch_until(
+    _held, objects = _kube.watch_until(
         core.list_namespaced_pod,
         lambda objects: bool(ready(objects)),
         time.monotonic() + wait_seconds,
@@ -234,11 +233,11 @@ def _pick_pod(core: Any, namespace: str, selector: str, role: str, wait_seconds:
 
 
 def _exec(
-    config: Any, pod: Any, container: str | None, argv: list[str], cell: mm.Cell
-) -> mm.Evidence:
+    config: Any, pod: Any, container: str | None, argv: list[str], cell: spec.Cell
+) -> evidence.Evidence:
     """Run ``argv`` in the pod; its output as evidence (exec failures are evidence too)."""
     try:
         out, err = exec_in_pod(config, pod, container, argv, cell.destination.timeout_seconds + 15)
     except Exception as exc:  # noqa: BLE001 - the cell's verdict is `error`, with why
-        return mm.Evidence.exec_failed(f"exec in {pod.metadata.name}: {exc}")
-    return mm.parse_curl_output(out, err)
+        return evidence.Evidence.exec_failed(f"exec in {pod.metadata.name}: {exc}")
+    return evidence.parse_curl_output(out, err)

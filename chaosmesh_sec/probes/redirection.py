@@ -25,10 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
-from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.probes._nat_rules import NatView, dump_script, parse_dumps
 from chaosmesh_sec.probes._node_pod import DEFAULT_IMAGE, node_pod
 
@@ -75,18 +74,18 @@ def redirection_in_place(
         label_selector = _validate.label_selector("label_selector", label_selector)
     if node:
         node = _validate.dns_subdomain("node", node)
-    inspect_nodes = wl.boolean("inspect_nodes", inspect_nodes)
+    inspect_nodes = _validate.boolean("inspect_nodes", inspect_nodes)
     validation_container = _validate.dns_label("validation_container", validation_container)
     uninitialized_label = _validate.label_selector("uninitialized_label", uninitialized_label)
     probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
     image = _validate.image("image", image, "sh, nsenter, ip and iptables-save")
     core = core_v1(configuration, secrets)
     if namespace:
-        wl.require_namespace(core, namespace)
+        _kube.require_namespace(core, namespace)
     if node:
-        wl.require_node(core, node)
+        _kube.require_node(core, node)
     if inspect_nodes:
-        wl.require_namespace(core, probe_namespace, "probe_namespace")
+        _kube.require_namespace(core, probe_namespace, "probe_namespace")
     pods = _sidecar_pods(core, namespace, label_selector, node)
     views: dict[str, NatView] = {}
     if inspect_nodes and pods:
@@ -126,7 +125,7 @@ def _sidecar_pods(core: Any, namespace: str, selector: str, node: str) -> list[A
         for p in listed.items
         if any(c.name == PROXY for c in p.spec.containers)
         and not p.spec.host_network
-        and not wl.pod_terminating(p)
+        and not _kube.pod_terminating(p)
         and p.status.phase not in ("Succeeded", "Failed")
         and p.status.pod_ip
         and p.spec.node_name

@@ -11,22 +11,17 @@ chaoslib reads these signatures.
 """
 
 import json
-import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from chaosmesh_sec import _validate
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults import _workloads as wl
-from chaosmesh_sec.probes._exec import exec_in_pod
 
 __all__ = ["certificate_rotation", "proxy_certificates"]
-
-logger = logging.getLogger("chaostoolkit")
 
 CERTS_COMMAND = ["pilot-agent", "request", "GET", "certs"]
 EXEC_TIMEOUT = 20
@@ -143,7 +138,7 @@ class _Query:
 
     def run(self, configuration: Configuration, secrets: Secrets) -> list[dict[str, Any]]:
         core = core_v1(configuration, secrets)
-        wl.require_namespace(core, self.namespace)
+        _kube.require_namespace(core, self.namespace)
         with api_errors(f"list pods {self.selector!r} in {self.namespace!r}"):
             listed: Any = core.list_namespaced_pod(self.namespace, label_selector=self.selector)
         pods: list[Any] = listed.items
@@ -151,7 +146,7 @@ class _Query:
             p
             for p in pods
             if p.status.phase == "Running"
-            and not wl.pod_terminating(p)
+            and not _kube.pod_terminating(p)
             and any(c.name == self.container for c in p.spec.containers)
         ]
         config = core.api_client.configuration
@@ -175,7 +170,9 @@ class _Query:
             "error": None,
         }
         try:
-            stdout, stderr = exec_in_pod(config, pod, self.container, CERTS_COMMAND, EXEC_TIMEOUT)
+            stdout, stderr = _kube.exec_in_pod(
+                config, pod, self.container, CERTS_COMMAND, EXEC_TIMEOUT
+            )
             try:
                 leaf = _leaf(json.loads(stdout))
             except ValueError as exc:

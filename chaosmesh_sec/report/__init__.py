@@ -10,8 +10,8 @@ and writes, in one folder:
 - ``report.md``: the same as text (:mod:`.markdown`);
 - ``junit.xml``: a test suite per journal, for CI (:mod:`.junit`).
 
-Journals are read into a typed summary first (:mod:`.model`) and scrubbed as they are
-read: no token or private key found in a journal is printed (:mod:`.scrub`).
+Journals are read into a typed summary first (:mod:`.reading` fills :mod:`.model`) and
+scrubbed as they are read: no token or private key found in a journal is printed (:mod:`.scrub`).
 ``chaosmesh-sec report JOURNAL... --out DIR`` is the command-line entry.
 """
 
@@ -25,7 +25,8 @@ from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.report.html import render_html
 from chaosmesh_sec.report.junit import render_junit
 from chaosmesh_sec.report.markdown import render_markdown
-from chaosmesh_sec.report.model import Report, load_report
+from chaosmesh_sec.report.model import Report
+from chaosmesh_sec.report.reading import load_report
 
 __all__ = [
     "FILES",

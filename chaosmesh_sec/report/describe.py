@@ -10,7 +10,6 @@ unexpected type: a journal of another pack is read as well as it can be.
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,8 +25,6 @@ __all__ = [
     "seconds",
     "what",
 ]
-
-logger = logging.getLogger("chaostoolkit")
 
 WHAT_CHARS = 240
 HEADLINE_FIELDS = 6

@@ -14,7 +14,6 @@ one experiment per page.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
@@ -34,8 +33,6 @@ from chaosmesh_sec.report.model import (
 from chaosmesh_sec.report.scrub import scrub
 
 __all__ = ["render_html"]
-
-logger = logging.getLogger("chaostoolkit")
 
 CSS = """
 :root { color-scheme: light; }

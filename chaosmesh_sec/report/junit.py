@@ -21,18 +21,16 @@ XML 1.0 cannot hold.
 
 from __future__ import annotations
 
-import logging
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from chaosmesh_sec.journal import FAIL_OPEN_ERROR, MATRIX_FUNC, MATRIX_MODULE
 from chaosmesh_sec.report import describe
 from chaosmesh_sec.report.model import Experiment, Hypothesis, MatrixView, Report, Step
 from chaosmesh_sec.report.scrub import scrub
 
 __all__ = ["render_junit"]
-
-logger = logging.getLogger("chaostoolkit")
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 MESSAGE_CHARS = 500
@@ -137,7 +135,7 @@ def _cases(e: Experiment) -> list[_Case]:
     cases = [_hypothesis_case(e, "before", e.before), _hypothesis_case(e, "after", e.after)]
     during = iter(m for m in e.matrices if m.phase == "during")
     for step in e.method:
-        if step.func == "identity_matrix" and step.module == "chaosmesh_sec.probes.matrix":
+        if (step.module, step.func) == (MATRIX_MODULE, MATRIX_FUNC):
             view = next(during, None)
             if view is not None:
                 cases.append(_matrix_case(view))
@@ -177,7 +175,8 @@ def _hypothesis_case(e: Experiment, phase: str, state: Hypothesis | None) -> _Ca
         f"{'met' if p.tolerance_met else 'NOT met'}: {p.error if p.failed else p.what}"
         for p in state.probes
     )
-    return _Case(name, seconds, "failure", message, "FailOpen" if cells else "Deviated", details)
+    kind = FAIL_OPEN_ERROR if cells else "Deviated"
+    return _Case(name, seconds, "failure", message, kind, details)
 
 
 def _matrix_case(view: MatrixView) -> _Case:
@@ -190,7 +189,7 @@ def _matrix_case(view: MatrixView) -> _Case:
     )
     if view.fail_open:
         message = "fail-open: " + ", ".join(view.fail_open)
-        return _Case(name, seconds, "failure", message, "FailOpen", details or view.error)
+        return _Case(name, seconds, "failure", message, FAIL_OPEN_ERROR, details or view.error)
     not_ok = view.not_ok
     if view.holds is False or not_ok:
         message = "not as expected: " + ", ".join(

@@ -10,7 +10,6 @@ line break, no HTML tag).
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -32,8 +31,6 @@ from chaosmesh_sec.report.model import (
 from chaosmesh_sec.report.scrub import scrub
 
 __all__ = ["render_markdown"]
-
-logger = logging.getLogger("chaostoolkit")
 
 STRIP_CHARS = 100
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")

@@ -4,19 +4,16 @@ A journal keeps what activities returned and raised, verbatim: a response body, 
 error message or a traceback may carry a ServiceAccount token (a JWT) or a PEM
 private key. :func:`scrub` replaces both in one text; :func:`scrub_json` applies it
 to every string (keys included) of a parsed journal, which is how
-:mod:`chaosmesh_sec.report.model` reads every journal, so nothing downstream sees
+:mod:`chaosmesh_sec.report.reading` reads every journal, so nothing downstream sees
 the originals. The writers scrub what they print once more, as a second net.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 __all__ = ["JWT", "PEM_PRIVATE_KEY", "REDACTED_KEY", "REDACTED_TOKEN", "scrub", "scrub_json"]
-
-logger = logging.getLogger("chaostoolkit")
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 """A JSON Web Token: a base64url header starting ``{"``, a payload, a signature (may be empty)."""

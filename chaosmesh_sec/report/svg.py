@@ -10,7 +10,6 @@ drawn can be checked against the journal.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
@@ -35,8 +34,6 @@ __all__ = [
     "redirection",
     "timeline",
 ]
-
-logger = logging.getLogger("chaostoolkit")
 
 VERDICT_COLOURS = {
     "allowed": "#bfe3c0",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from chaosmesh_sec.controls.safety_net import EXTENSION
+from chaosmesh_sec.journal import SAFETY_NET_EXTENSION as EXTENSION
 from tests.lab_fixtures import deploy_pause, eventually
 
 CHAOS = Path(sys.executable).parent / "chaos"

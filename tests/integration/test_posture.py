@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from chaosmesh_sec import kit
-from chaosmesh_sec.probes._exec import exec_in_pod
+from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec.probes.cni_chain import cni_chain_intact
 from chaosmesh_sec.probes.redirection import redirection_in_place
 from tests.lab_fixtures import (

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chaosmesh_sec.probes._exec import ExecFailed, _check_status
+from chaosmesh_sec._kube import ExecFailed, _check_status
 
 pytestmark = pytest.mark.unit
 

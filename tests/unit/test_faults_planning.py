@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes import client as k8s
 
+from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.faults import _workloads as wl
 from chaosmesh_sec.faults import istiod
@@ -139,19 +140,21 @@ def test_plan_kill_rejects(pods: list[k8s.V1Pod], count: int, node: str, bad_inp
 
 def test_pod_facts() -> None:
     pod = _pod("a", ip="10.78.1.4")
-    assert wl.pod_ready(pod)
-    assert wl.pod_ready_at(pod) == T0.isoformat()
-    assert wl.pod_brief(pod) == {
+    assert _kube.pod_ready(pod)
+    assert _kube.pod_ready_at(pod) == T0.isoformat()
+    assert _kube.pod_brief(pod) == {
         "name": "a",
         "uid": "uid-a",
         "node": "lab-node-1",
         "pod_ip": "10.78.1.4",
     }
     pod.metadata.deletion_timestamp = T0
-    assert wl.pod_terminating(pod) and not wl.pod_ready(pod) and wl.pod_ready_at(pod) is None
+    assert _kube.pod_terminating(pod)
+    assert not _kube.pod_ready(pod)
+    assert _kube.pod_ready_at(pod) is None
     pending = _pod("b")
     pending.status.phase = "Pending"
-    assert not wl.pod_ready(pending)
+    assert not _kube.pod_ready(pending)
 
 
 def test_deployment_selector() -> None:
@@ -206,17 +209,17 @@ def test_rollout_complete(dep: k8s.V1Deployment, want: int, done: bool) -> None:
 @pytest.mark.parametrize(
     ("check", "value", "ok"),
     [
-        (wl.positive_int, 1, True),
-        (wl.positive_int, 0, False),
-        (wl.positive_int, True, False),
-        (wl.boolean, False, True),
-        (wl.boolean, "false", False),
-        (wl.boolean, 0, False),
-        (wl.fraction, 0, True),
-        (wl.fraction, 1, True),
-        (wl.fraction, 0.25, True),
-        (wl.fraction, 1.0001, False),
-        (wl.fraction, float("inf"), False),
+        (_validate.positive_int, 1, True),
+        (_validate.positive_int, 0, False),
+        (_validate.positive_int, True, False),
+        (_validate.boolean, False, True),
+        (_validate.boolean, "false", False),
+        (_validate.boolean, 0, False),
+        (_validate.fraction, 0, True),
+        (_validate.fraction, 1, True),
+        (_validate.fraction, 0.25, True),
+        (_validate.fraction, 1.0001, False),
+        (_validate.fraction, float("inf"), False),
     ],
 )
 def test_validators(check: object, value: object, ok: bool) -> None:

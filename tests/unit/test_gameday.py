@@ -24,6 +24,8 @@ import chaosmesh_sec.report
 from chaosmesh_sec import gameday as gd
 from chaosmesh_sec.cli import main as cli_main
 from chaosmesh_sec.errors import InvalidInput
+from chaosmesh_sec.gameday import run as gd_run
+from chaosmesh_sec.gameday import verdict as gd_verdict
 
 # ---------------------------------------------------------------- experiments and journals
 
@@ -698,7 +700,7 @@ class Fake:
         chaos.chmod(chaos.stat().st_mode | stat.S_IXUSR)
         monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
         # the pack prefers the chaos beside its own Python: point it at the stand-in
-        monkeypatch.setenv(gd.CHAOS_ENV, str(chaos))
+        monkeypatch.setenv(gd_run.CHAOS_ENV, str(chaos))
         monkeypatch.setenv("FAKE_JOURNALS", str(self.journals))
         monkeypatch.setenv("FAKE_CALLS", str(self.calls_file))
         self.reports: list[tuple[list[Path], Path, str]] = []
@@ -731,10 +733,10 @@ def quiet_console(answers: str = "", interactive: bool = False) -> gd.Console:
 
 
 def test_chaos_command_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(gd.CHAOS_ENV, "/opt/x/chaos")
-    assert gd.chaos_command() == ["/opt/x/chaos"]
-    monkeypatch.delenv(gd.CHAOS_ENV)
-    assert gd.chaos_command() == [str(Path(sys.executable).parent / "chaos")]
+    monkeypatch.setenv(gd_run.CHAOS_ENV, "/opt/x/chaos")
+    assert gd_run.chaos_command() == ["/opt/x/chaos"]
+    monkeypatch.delenv(gd_run.CHAOS_ENV)
+    assert gd_run.chaos_command() == [str(Path(sys.executable).parent / "chaos")]
     # no chaos beside the interpreter: the first on PATH
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -742,7 +744,7 @@ def test_chaos_command_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     (bin_dir / "chaos").chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
     monkeypatch.setenv("PATH", str(bin_dir))
-    assert gd.chaos_command() == [str(bin_dir / "chaos")]
+    assert gd_run.chaos_command() == [str(bin_dir / "chaos")]
 
 
 def test_whole_game_day_with_a_stand_in_chaos(fake: Fake, exps: Path, tmp_path: Path) -> None:
@@ -1060,11 +1062,12 @@ def test_sigterm_stops_the_game_day_after_the_running_experiment(
 
 
 def test_names_shared_with_the_pack_agree() -> None:
-    from chaosmesh_sec import errors
-    from chaosmesh_sec.controls.safety_net import EXTENSION
+    from chaosmesh_sec import errors, journal
+    from chaosmesh_sec.controls.safety_net import SAFETY_NET_EXTENSION as EXTENSION
     from chaosmesh_sec.probes.matrix import identity_matrix
 
-    assert gd.SAFETY_NET_EXTENSION == EXTENSION
-    assert identity_matrix.__name__ == gd.MATRIX_FUNC
-    for name in (*gd.NOT_APPLIED_ERRORS, gd.ROLLBACK_ERROR, gd.FAIL_OPEN_ERROR):
+    assert journal.SAFETY_NET_EXTENSION == EXTENSION
+    assert identity_matrix.__name__ == journal.MATRIX_FUNC
+    names = (*gd_verdict.NOT_APPLIED_ERRORS, gd_verdict.ROLLBACK_ERROR, journal.FAIL_OPEN_ERROR)
+    for name in names:
         assert issubclass(getattr(errors, name), errors.ChaosMeshSecError)

@@ -12,20 +12,17 @@ import pytest
 import yaml
 
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.probes._matrix_model import (
+from chaosmesh_sec.probes._matrix_evidence import (
     BODY_EXCERPT_CHARS,
     DENIALS,
     VERDICTS,
     Evidence,
-    Matrix,
-    MatrixOutcome,
     classify,
-    compare,
     curl_command,
     parse_curl_output,
-    parse_matrix,
-    verdicts_from_json,
 )
+from chaosmesh_sec.probes._matrix_judgement import MatrixOutcome, compare, verdicts_from_json
+from chaosmesh_sec.probes._matrix_spec import Matrix, parse_matrix
 
 EXAMPLE = """\
 name: wrong-identity

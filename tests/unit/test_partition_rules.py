@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chaosmesh_sec.faults.partition_rules import (
+from chaosmesh_sec.faults._partition_rules import (
     APPLIED_MARK,
     SCOPES,
     Endpoint,

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from chaosmesh_sec import discover
-from chaosmesh_sec.reference import activity_reference
+from chaosmesh_sec._reference import activity_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "activities.md"
 

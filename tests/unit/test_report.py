@@ -4,7 +4,7 @@ The journals under ``data/journals`` are real runs of this pack's experiments on
 lab. Each test renders them (or an edited copy) and reads the output back: the HTML
 with :mod:`html.parser`, the JUnit XML with :mod:`xml.etree`, the Markdown as text.
 What the page should say is computed from the journal here, independently of
-:mod:`chaosmesh_sec.report.model`.
+:mod:`chaosmesh_sec.report.reading`.
 """
 
 from __future__ import annotations
@@ -471,7 +471,7 @@ def _paths(value: Any, path: tuple[Any, ...] = (), depth: int = 4) -> list[tuple
 @pytest.mark.parametrize("name", ["wrong-identity", "issuance-partition"])
 def test_any_field_of_an_unexpected_type_still_renders(name: str) -> None:
     from chaosmesh_sec.report import Report, render_html, render_junit, render_markdown
-    from chaosmesh_sec.report.model import experiment_from_journal
+    from chaosmesh_sec.report.reading import experiment_from_journal
 
     text = (JOURNALS / f"{name}.json").read_text()
     junk: list[Any] = [None, "x", {"a": [1]}, 3.5, []]

@@ -1,9 +1,10 @@
 """Pure builders for the node <-> API server partition: the rules and the fault pod's script.
 
-No I/O here. The script runs in a privileged hostNetwork pod on the target node; it
-installs DROP rules in chains of its own (mangle table, tagged with the run id),
-removes them when its duration ends or when it is told to stop (SIGTERM: pod deletion),
-and the same removal is what the rollback runs through ``exec``.
+Private to :mod:`chaosmesh_sec.faults` (not an activity module). No I/O here. The
+script runs in a privileged hostNetwork pod on the target node; it installs DROP rules
+in chains of its own (mangle table, tagged with the run id), removes them when its
+duration ends or when it is told to stop (SIGTERM: pod deletion), and the same removal
+is what the rollback runs through ``exec``.
 """
 
 import ipaddress
