@@ -15,6 +15,7 @@ came back into :class:`Evidence`, and :func:`classify` names the layer that deci
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from dataclasses import dataclass
@@ -72,13 +73,20 @@ class Evidence:
 
     `exit_code`: curl's, None when the exec itself failed. `http_code`: as curl
     printed it, "000" when no response came. `body`: an excerpt of the response.
-    `error`: curl's message (stderr), or why the exec failed.
+    `error`: curl's message (stderr), or why the exec failed. `unserved`: the Service
+    (``namespace/name``) the request went to when it had no Ready endpoint, so that the
+    failure was nobody's deny.
     """
 
     exit_code: int | None
     http_code: str
     body: str
     error: str = ""
+    unserved: str = ""
+
+    def unserved_by(self, service: str) -> Evidence:
+        """This request, known to have gone to ``service`` while it had no Ready endpoint."""
+        return dataclasses.replace(self, unserved=service)
 
     @classmethod
     def exec_failed(cls, error: str) -> Evidence:
@@ -86,12 +94,15 @@ class Evidence:
         return cls(None, "000", "", _excerpt(error, ERROR_EXCERPT_CHARS))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "exit_code": self.exit_code,
             "http_code": self.http_code,
             "body": self.body,
             "error": self.error,
         }
+        if self.unserved:
+            out["unserved"] = self.unserved
+        return out
 
 
 def classify(evidence: Evidence) -> str:
@@ -119,8 +130,13 @@ def classify(evidence: Evidence) -> str:
     still count as denies): ztunnel's L4 deny (ambient mode) resets the connection
     and reads as ``mtls_failure``; a client sidecar's plaintext refused under STRICT
     (``reset reason: connection termination``) reads as ``denied_by_network``.
+
+    A failure to connect to a Service that had no Ready endpoint then (``unserved``,
+    which the probe asks the API) is an ``error``: no policy decided it. A partition
+    makes one: after the node monitor's grace period the cut-off node is NotReady and
+    its pods leave their Services' endpoints.
     """
-    if evidence.exit_code is None:
+    if evidence.exit_code is None or evidence.unserved:
         return "error"
     code = evidence.http_code.strip()
     if code != "000":

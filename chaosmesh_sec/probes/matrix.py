@@ -25,12 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubernetes.client import DiscoveryV1Api
+
 from chaosmesh_sec import _kube, _validate, kit
 from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
 from chaosmesh_sec.journal import fail_open_message
+from chaosmesh_sec.probes import _endpoints
 from chaosmesh_sec.probes import _matrix_evidence as evidence
 from chaosmesh_sec.probes import _matrix_judgement as judgement
 from chaosmesh_sec.probes import _matrix_spec as spec
@@ -120,6 +123,7 @@ def identity_matrix(
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         results = dict(pool.map(ask, parsed.cells()))
+    results = _unserved_marked(DiscoveryV1Api(core.api_client), parsed, results)
     outcome = judgement.compare(parsed, results, baseline)
     if record_as:
         with _BASELINES_LOCK:
@@ -230,6 +234,30 @@ def _pick_pod(core: Any, namespace: str, selector: str, role: str, wait_seconds:
             "matrix", f"{role!r}: no Ready pod matches {selector!r} in namespace {namespace!r}"
         )
     return found[0]
+
+
+def _unserved_marked(
+    discovery: DiscoveryV1Api,
+    matrix: spec.Matrix,
+    results: dict[spec.CellKey, evidence.Evidence],
+) -> dict[spec.CellKey, evidence.Evidence]:
+    """The results, with each network-looking failure to a Service that has no Ready
+    endpoint marked as such (one read per Service, only for cells that failed so)."""
+    served: dict[tuple[str, str], int | None] = {}
+    marked = dict(results)
+    for cell in matrix.cells():
+        seen = results[cell.key]
+        url = cell.destination.url
+        if url is None or evidence.classify(seen) != "denied_by_network":
+            continue
+        service = _endpoints.service_of(url, cell.source.namespace)
+        if service is None:
+            continue
+        if service not in served:
+            served[service] = _endpoints.ready_endpoints(discovery, *service)
+        if served[service] == 0:
+            marked[cell.key] = seen.unserved_by("/".join(service))
+    return marked
 
 
 def _exec(

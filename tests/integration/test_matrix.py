@@ -15,8 +15,12 @@ from kubernetes import client
 
 from chaosmesh_sec.errors import FailOpen
 from chaosmesh_sec.faults import churn
+from chaosmesh_sec.faults.apiserver_partition import (
+    heal_apiserver_partition,
+    partition_node_from_apiserver,
+)
 from chaosmesh_sec.probes import matrix
-from tests.lab_fixtures import eventually
+from tests.lab_fixtures import eventually, wait_lease_renewed
 
 NS = "default"
 
@@ -116,3 +120,32 @@ def test_without_a_partition_a_recycled_ip_gets_no_old_rights(lab: Path) -> None
     finally:
         churn.restore_replicas(name="sleep-v1", namespace=NS, timeout_seconds=60)
         churn.restore_replicas(name="sleep-v2", namespace=NS, timeout_seconds=60)
+
+
+def test_a_service_left_without_endpoints_is_no_deny(api: client.ApiClient) -> None:
+    """Once a cut-off node is NotReady (the node monitor's grace period), its pods leave
+    their Services' endpoints and a request to them times out as an L4 drop does. That
+    is nobody's deny: the cell is an ``error`` naming the unserved Service, never
+    ``denied_by_network`` (how the flagship once "held" for the wrong reason)."""
+    discovery = client.DiscoveryV1Api(api)
+
+    def endpoint_ready() -> bool:
+        slices = discovery.list_namespaced_endpoint_slice(
+            NS, label_selector="kubernetes.io/service-name=helloworld-v1"
+        ).items
+        return any(e.conditions.ready for s in slices for e in s.endpoints or [])
+
+    cut = partition_node_from_apiserver(node="lab-node-2", scope="node", duration_seconds=120)
+    try:
+        eventually(lambda: not endpoint_ready(), 90, "helloworld-v1 to leave its endpoints")
+        result = matrix.identity_matrix(
+            matrix="wrong-identity", sources="sleep-v1", destinations="helloworld-v1"
+        )
+    finally:
+        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"])
+        wait_lease_renewed(api, "lab-node-2")
+    cell = _cells(result)[("sleep-v1", "helloworld-v1")]
+    assert cell["verdict"] == "error", cell
+    assert cell["evidence"]["unserved"] == "default/helloworld-v1"
+    assert cell["fail_open"] is False and result["holds"] is False
+    eventually(endpoint_ready, 90, "helloworld-v1 back in its endpoints")
