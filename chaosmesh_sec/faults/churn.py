@@ -29,6 +29,7 @@ from chaosmesh_sec.client import api_errors, apps_v1, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
 from chaosmesh_sec.faults import _cut, _ledger
 from chaosmesh_sec.faults import _workloads as wl
+from chaosmesh_sec.journal import scenario_sentence
 
 __all__ = ["hunt_recycled_ip", "restore_replicas", "rollout_restart", "scale_deployment"]
 
@@ -455,10 +456,11 @@ def _tell_story(result: JSONObject, precondition: _cut.StaleCachePrecondition | 
     if result["found"]:
         pod = result["pod"]
         result["reproduced"] = True
-        result["scenario"] = (
-            f"reproduced: {pod['name']} (created {pod['created']}) got {result['recycled_ip']}, "
+        result["scenario"] = scenario_sentence(
+            True,
+            f"{pod['name']} (created {pod['created']}) got {result['recycled_ip']}, "
             f"an IP of {result['victim']}'s, while {nodes} had been cut off from the API "
-            f"server since {since}: an IP cache there cannot know it changed hands"
+            f"server since {since}: an IP cache there cannot know it changed hands",
         )
         return
     result["reproduced"] = False
@@ -469,7 +471,7 @@ def _tell_story(result: JSONObject, precondition: _cut.StaleCachePrecondition | 
         if rejected
         else ""
     )
-    result["scenario"] = f"not reproduced: {result['reason']}{refused}"
+    result["scenario"] = scenario_sentence(False, f"{result['reason']}{refused}")
 
 
 def _found(core: Any, namespace: str, pod: Any, result: JSONObject) -> None:
