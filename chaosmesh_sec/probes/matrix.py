@@ -1,9 +1,11 @@
 """Probe: identity-based denies hold. Every cell of an identity matrix, asked for real.
 
-Each cell is a request from a pod of the source workload: ``curl`` exec'd in its
+Each cell is a request from a pod of the source workload: ``curl`` run in its
 container, as a person would check by hand, so the request carries the pod's own
 network identity (its IP, what L4 policy sees) and mesh identity (its sidecar's
-certificate, what AuthorizationPolicy sees). Cells run in parallel with a bound.
+certificate, what AuthorizationPolicy sees). Each source pod is asked once: one exec
+runs all its cells' requests at the same time (:mod:`._matrix_batch`); sources are
+asked in parallel with a bound.
 Each gets a verdict naming the layer that decided, with its evidence; see
 :mod:`chaosmesh_sec.probes._matrix_spec` for the file format and
 :mod:`chaosmesh_sec.probes._matrix_evidence` for the verdicts.
@@ -34,6 +36,7 @@ from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
 from chaosmesh_sec.journal import fail_open_message
 from chaosmesh_sec.probes import _endpoints
+from chaosmesh_sec.probes import _matrix_batch as batch
 from chaosmesh_sec.probes import _matrix_evidence as evidence
 from chaosmesh_sec.probes import _matrix_judgement as judgement
 from chaosmesh_sec.probes import _matrix_spec as spec
@@ -69,6 +72,8 @@ def identity_matrix(
     `source=selector` pairs separated by `;` (e.g.
     `sleep-v2=chaosmesh-sec.io/recycled-from`: the pod the IP hunt labelled).
     `wait_seconds`: how long to wait for a Ready pod per source (0: it must be there).
+    Each source pod is asked once, all its cells at the same time in one exec;
+    `parallel` bounds how many sources are asked at once.
     A source with no Ready pod is an InvalidInput, raised before any request (so a
     steady-state check fails before a fault is injected). `record_as` keeps these
     verdicts as a baseline under that name for the rest of the run; `compare_to`
@@ -113,16 +118,7 @@ def identity_matrix(
         for d in parsed.destinations
         if d.pod is not None
     }
-    config = core.api_client.configuration
-
-    def ask(cell: spec.Cell) -> tuple[spec.CellKey, evidence.Evidence]:
-        sender = senders[cell.source.name]
-        target = targets.get(cell.destination.name)
-        argv = cell.command(target.status.pod_ip if target is not None else None)
-        return cell.key, _exec(config, sender, cell.source.container, argv, cell)
-
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        results = dict(pool.map(ask, parsed.cells()))
+    results = _ask(core.api_client.configuration, parsed, senders, targets, parallel)
     results = _unserved_marked(DiscoveryV1Api(core.api_client), parsed, results)
     outcome = judgement.compare(parsed, results, baseline)
     if record_as:
@@ -260,10 +256,58 @@ def _unserved_marked(
     return marked
 
 
+def _ask(
+    config: Any,
+    matrix: spec.Matrix,
+    senders: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    parallel: int,
+) -> dict[spec.CellKey, evidence.Evidence]:
+    """Every cell's evidence: one exec per source pod, all its cells at once in the pod
+    (:mod:`._matrix_batch`), at most `parallel` sources at a time."""
+    rows: dict[str, list[spec.Cell]] = {}
+    for cell in matrix.cells():
+        rows.setdefault(cell.source.name, []).append(cell)
+
+    def ask_row(cells: list[spec.Cell]) -> list[tuple[spec.CellKey, evidence.Evidence]]:
+        source = cells[0].source
+        found = _exec_batch(config, senders[source.name], source.container, cells, targets)
+        return [(cell.key, seen) for cell, seen in zip(cells, found, strict=True)]
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return {key: seen for row in pool.map(ask_row, rows.values()) for key, seen in row}
+
+
+def _exec_batch(
+    config: Any,
+    pod: Any,
+    container: str | None,
+    cells: list[spec.Cell],
+    targets: Mapping[str, Any],
+) -> list[evidence.Evidence]:
+    """The evidence of `cells` (one source's), asked in one exec in `pod`."""
+    requests = []
+    for cell in cells:
+        target = targets.get(cell.destination.name)
+        url = cell.destination.target_url(target.status.pod_ip if target is not None else None)
+        requests.append((url, cell.destination.method, cell.destination.timeout_seconds))
+    nonce = batch.new_nonce()
+    script = batch.batch_script(requests, nonce)
+    timeout = max(c.destination.timeout_seconds for c in cells) + 15
+    try:
+        out, err = exec_in_pod(config, pod, container, ["sh", "-c", script], timeout)
+    except Exception as exc:  # noqa: BLE001 - each cell's verdict is `error`, with why
+        failed = evidence.Evidence.exec_failed(f"exec in {pod.metadata.name}: {exc}")
+        return [failed] * len(cells)
+    return batch.parse_records(out, err, len(cells), nonce)
+
+
 def _exec(
     config: Any, pod: Any, container: str | None, argv: list[str], cell: spec.Cell
 ) -> evidence.Evidence:
-    """Run ``argv`` in the pod; its output as evidence (exec failures are evidence too)."""
+    """Run one cell's ``argv`` in the pod; its output as evidence (exec failures are
+    evidence too). One exec per cell: the probe's path before batching, kept for the
+    bench (``bench/matrix_parallel.py``) to compare with."""
     try:
         out, err = exec_in_pod(config, pod, container, argv, cell.destination.timeout_seconds + 15)
     except Exception as exc:  # noqa: BLE001 - the cell's verdict is `error`, with why
