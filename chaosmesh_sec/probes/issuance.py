@@ -75,7 +75,8 @@ def certificate_issuance(
     run = _IssuanceRun.checked(locals())
     result = run.verdict_frame()
     try:
-        results = run.round(TARGET_KINDS)
+        with run:
+            results = run.round(TARGET_KINDS)
     except ca.Refusal as refusal:
         return {**result, "ok": False, "reason": str(refusal)}
     replicas = [r for r in results if r["kind"] == "replica"]
@@ -139,7 +140,8 @@ def identity_is_enforced(
     run = _IssuanceRun.checked(locals())
     frame = {"requested_identity": foreign, "identity": run.identity}
     try:
-        results = run.round(TARGET_KINDS, requested_uri=foreign)
+        with run:
+            results = run.round(TARGET_KINDS, requested_uri=foreign)
     except ca.Refusal as refusal:
         return {**frame, "ok": False, "reason": str(refusal), "results": []}
     brief = [
@@ -202,31 +204,16 @@ def sample_issuance(
     samples: list[dict[str, Any]] = []
     reason = None
     tick = 0
-    while (now := time.monotonic()) - start < duration_seconds:
-        try:
-            results = run.round(kinds, refresh_after=300)
-        except ca.Refusal as refusal:
-            results = [_refused(kind, str(refusal)) for kind in kinds]
-            reason = reason or str(refusal)
-        t = round(now - start, 3)
-        samples += [
-            {
-                "t": t,
-                "target": r["target"] if r["kind"] == "replica" else "service",
-                "kind": r["kind"],
-                "pod": r["pod"],
-                "issued": bool(r["issued"] and r["identity_ok"]),
-                "code": r["code"],
-                "latency_ms": r["latency_ms"],
-            }
-            for r in results
-        ]
-        tick += 1
-        if tick % 10 == 0:
-            logger.info("issuance sampling: %.0fs of %ds", now - start, duration_seconds)
-        # the next slot on the grid; slots missed while a round hung are skipped, not caught up
-        elapsed = time.monotonic() - start
-        time.sleep((math.floor(elapsed / interval) + 1) * interval - elapsed)
+    with run:
+        while (now := time.monotonic()) - start < duration_seconds:
+            tick += 1
+            why = _sample(run, kinds, round(now - start, 3), samples)
+            reason = reason or why
+            if tick % 10 == 0:
+                logger.info("issuance sampling: %.0fs of %ds", now - start, duration_seconds)
+            # the next slot on the grid; slots missed while a round hung are skipped
+            elapsed = time.monotonic() - start
+            time.sleep((math.floor(elapsed / interval) + 1) * interval - elapsed)
     return {
         "started_at": started_at.isoformat(),
         "ended_at": datetime.now(UTC).isoformat(),
@@ -236,6 +223,31 @@ def sample_issuance(
         "samples": samples,
         "reason": reason,
     }
+
+
+def _sample(
+    run: "_IssuanceRun", kinds: Sequence[str], t: float, samples: list[dict[str, Any]]
+) -> str | None:
+    """One tick of the sampler: its samples appended to `samples`; why it was refused."""
+    reason = None
+    try:
+        results = run.round(kinds, refresh_after=300)
+    except ca.Refusal as refusal:
+        results = [_refused(kind, str(refusal)) for kind in kinds]
+        reason = str(refusal)
+    samples += [
+        {
+            "t": t,
+            "target": r["target"] if r["kind"] == "replica" else "service",
+            "kind": r["kind"],
+            "pod": r["pod"],
+            "issued": bool(r["issued"] and r["identity_ok"]),
+            "code": r["code"],
+            "latency_ms": r["latency_ms"],
+        }
+        for r in results
+    ]
+    return reason
 
 
 # ---------------------------------------------------------------- the shared run
@@ -261,6 +273,28 @@ class _IssuanceRun:
     discovery: Any
     _who: ca.Caller | None = field(default=None, repr=False)
     _who_at: float = 0.0
+    _channels: ca.Channels | None = field(default=None, repr=False)
+
+    def __enter__(self) -> "_IssuanceRun":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the tunnels and channels this call kept open."""
+        if self._channels is not None:
+            self._channels.close()
+            self._channels = None
+
+    @property
+    def channels(self) -> ca.Channels:
+        """One port-forward and one gRPC channel per istiod pod, for the whole call."""
+        if self._channels is None:
+            self._channels = ca.Channels(
+                self.core, self.via, server_name=self.server_name, cluster_id=self.cluster_id
+            )
+        return self._channels
 
     @property
     def identity(self) -> str:
@@ -359,17 +393,16 @@ class _IssuanceRun:
         """One CSR per target, in parallel; a result dict per target."""
         who = self.caller(refresh_after)
         targets = self.targets(kinds)
+        channels = self.channels
+        if "replicas" in kinds:  # a pod gone from the list: its channel goes too
+            channels.keep_only(targets)
 
         def one(target: ca.CaTarget) -> dict[str, Any]:
             if target.unavailable:
                 return {**target.brief(), **_NOT_SENT, "message": target.unavailable}
-            outcome = ca.issue(
-                self.core,
+            outcome = channels.issue(
                 target,
                 who,
-                self.via,
-                server_name=self.server_name,
-                cluster_id=self.cluster_id,
                 timeout_seconds=self.timeout_seconds,
                 csr_pem=new_csr(requested_uri) if requested_uri else None,
             )

@@ -14,11 +14,14 @@ Matrices come from the probe kit (``probes/<kit>/matrix.yaml``, by the kit's nam
 a file. A run can keep a matrix's verdicts as a named baseline (``record_as``)
 and compare a later check with it (``compare_to``): that is how a journal shows a
 cell that was ``denied_by_network`` before the fault become ``denied_by_mesh``
-during it. No ``from __future__ import annotations``: chaoslib reads the signature.
+during it. ``sample_matrix`` checks a matrix every few seconds across a fault (in
+the background) and keeps each cell's verdicts over time. No ``from __future__ import
+annotations``: chaoslib reads the signatures.
 """
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -40,13 +43,15 @@ from chaosmesh_sec.probes import _matrix_batch as batch
 from chaosmesh_sec.probes import _matrix_evidence as evidence
 from chaosmesh_sec.probes import _matrix_judgement as judgement
 from chaosmesh_sec.probes import _matrix_spec as spec
+from chaosmesh_sec.probes import _matrix_timeline as timeline
 
-__all__ = ["identity_matrix"]
+__all__ = ["identity_matrix", "sample_matrix"]
 
 logger = logging.getLogger("chaostoolkit")
 
 
 MAX_PARALLEL = 32
+MAX_SAMPLING_SECONDS = 3600
 _BASELINES: dict[str, dict[spec.CellKey, str]] = {}
 _BASELINES_LOCK = threading.Lock()
 
@@ -107,20 +112,7 @@ def identity_matrix(
 
     core = core_v1(configuration, secrets)
     started = time.monotonic()
-    senders = {
-        s.name: _pick_pod(
-            core, s.namespace, _and(s.selector, narrowing.get(s.name)), s.name, wait_seconds
-        )
-        for s in parsed.sources
-    }
-    targets = {
-        d.name: _pick_pod(core, d.pod.namespace, d.pod.selector, d.name, wait_seconds)
-        for d in parsed.destinations
-        if d.pod is not None
-    }
-    results = _ask(core.api_client.configuration, parsed, senders, targets, parallel)
-    results = _unserved_marked(DiscoveryV1Api(core.api_client), parsed, results)
-    outcome = judgement.compare(parsed, results, baseline)
+    senders, outcome = _check(core, parsed, narrowing, wait_seconds, parallel, baseline)
     if record_as:
         with _BASELINES_LOCK:
             _BASELINES[record_as] = outcome.verdicts()
@@ -143,6 +135,111 @@ def identity_matrix(
     if fail_on_fail_open and out["fail_open"]:
         raise FailOpen(fail_open_message(parsed.name, out["fail_open"]))
     return out
+
+
+def sample_matrix(
+    matrix: str = "",
+    sources: str = "",
+    destinations: str = "",
+    narrow_sources: str = "",
+    duration_seconds: int = 60,
+    interval_seconds: float = 5.0,
+    wait_seconds: int = 0,
+    parallel: int = 8,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Check `matrix` (or the cells of `sources` x `destinations`) every
+    `interval_seconds` for `duration_seconds`: each cell's verdicts over time.
+
+    Declare it with `"background": true` before the fault in the method: Chaos Toolkit
+    runs it alongside and puts its result in the journal when it ends. The arguments
+    are `identity_matrix`'s. Source pods are picked again at each round (a replaced
+    pod joins the timeline); a source with no Ready pod in a round makes its cells
+    `error` in that round (at the start, within `wait_seconds`, it is an InvalidInput,
+    as for `identity_matrix`). Returns `{"matrix", "started_at", "ended_at",
+    "interval_seconds", "holds", "rounds", "fail_open": [{"t", "cell"}],
+    "deviating_cells", "cells": [{"cell", "source", "destination", "expected",
+    "samples": [{"t", "verdict", "ok", "fail_open"}], "verdicts", "deviations",
+    "first_deviation_s", "last_deviation_s", "fail_open_s", "first_deviation"}],
+    "reason"}` (`t`: seconds since `started_at`, when the round began). Tolerance:
+    `$.holds` (every cell as expected in every round); `fail_open` lists each moment
+    a cell was fail-open.
+    """
+    parsed = _restricted(_load(matrix), sources, destinations)
+    narrowing = _narrowing(narrow_sources, parsed)
+    duration_seconds = _validate.positive_int(
+        "duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS
+    )
+    interval = _validate.positive_number("interval_seconds", interval_seconds)
+    wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
+    parallel = _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL)
+    core = core_v1(configuration, secrets)
+    _check(core, parsed, narrowing, wait_seconds, 1, None, ask=False)  # pods there, or raise
+    started_at = datetime.now(UTC)
+    start = time.monotonic()
+    rounds: list[timeline.Round] = []
+    reason = None
+    while (now := time.monotonic()) - start < duration_seconds:
+        t = round(now - start, 3)
+        try:
+            _senders, outcome = _check(core, parsed, narrowing, 0, parallel, None)
+        except InvalidInput as exc:  # a source's pods are gone for now: its cells are errors
+            skipped = evidence.Evidence.exec_failed(f"not asked in this round: {exc}")
+            outcome = judgement.compare(parsed, {c.key: skipped for c in parsed.cells()})
+            reason = reason or f"at {t}s: {exc}"
+        rounds.append((t, outcome))
+        if len(rounds) % 10 == 0:
+            logger.info("matrix sampling %s: %.0fs of %ds", parsed.name, now - start,
+                        duration_seconds)  # fmt: skip
+        # the next slot on the grid; slots missed while a round hung are skipped
+        elapsed = time.monotonic() - start
+        time.sleep((math.floor(elapsed / interval) + 1) * interval - elapsed)
+    out = timeline.timeline(rounds)
+    logger.info(
+        "identity matrix %s sampled %d times: %s (fail-open moments: %d)",
+        parsed.name,
+        len(rounds),
+        "held" if out["holds"] else "DEVIATED",
+        len(out["fail_open"]),
+    )
+    return {
+        "matrix": parsed.name,
+        "started_at": started_at.isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+        "interval_seconds": interval,
+        **out,
+        "reason": reason,
+    }
+
+
+def _check(
+    core: Any,
+    parsed: spec.Matrix,
+    narrowing: Mapping[str, str],
+    wait_seconds: int,
+    parallel: int,
+    baseline: Mapping[spec.CellKey, str] | None,
+    ask: bool = True,
+) -> tuple[dict[str, Any], judgement.MatrixOutcome]:
+    """Pick the pods (InvalidInput if a source or pod destination has none), ask every
+    cell (unless not `ask`), judge: the senders and the outcome."""
+    senders = {
+        s.name: _pick_pod(
+            core, s.namespace, _and(s.selector, narrowing.get(s.name)), s.name, wait_seconds
+        )
+        for s in parsed.sources
+    }
+    targets = {
+        d.name: _pick_pod(core, d.pod.namespace, d.pod.selector, d.name, wait_seconds)
+        for d in parsed.destinations
+        if d.pod is not None
+    }
+    if not ask:
+        return senders, judgement.compare(parsed, {})
+    results = _ask(core.api_client.configuration, parsed, senders, targets, parallel)
+    results = _unserved_marked(DiscoveryV1Api(core.api_client), parsed, results)
+    return senders, judgement.compare(parsed, results, baseline)
 
 
 # ---------------------------------------------------------------- inputs
