@@ -7,6 +7,8 @@ every node. Each test that changes a policy puts the kit back as it was.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +218,41 @@ def test_a_service_left_without_endpoints_is_no_deny(api: client.ApiClient) -> N
     assert cell["evidence"]["unserved"] == "default/helloworld-v1"
     assert cell["fail_open"] is False and result["holds"] is False
     eventually(endpoint_ready, 90, "helloworld-v1 back in its endpoints")
+
+
+def test_sampling_across_a_partition_records_each_cell_over_time(api: client.ApiClient) -> None:
+    """``sample_matrix`` in the background (as an experiment runs it), lab-node-2 (the
+    helloworld pods' node) cut off from the API server in the middle: every round is
+    on the timeline with its time, the deny never fails open, and the round before the
+    cut holds."""
+    box: dict[str, Any] = {}
+
+    def sample() -> None:
+        box["result"] = matrix.sample_matrix(
+            matrix="wrong-identity", duration_seconds=24, interval_seconds=3, wait_seconds=60
+        )
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    time.sleep(4)
+    cut = partition_node_from_apiserver(node="lab-node-2", scope="node", duration_seconds=120)
+    try:
+        time.sleep(12)
+    finally:
+        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"])
+        sampler.join(timeout=90)
+        wait_lease_renewed(api, "lab-node-2")
+    result = box["result"]
+    assert result["matrix"] == "wrong-identity" and result["interval_seconds"] == 3
+    assert result["rounds"] >= 6, result["rounds"]
+    assert result["started_at"] < result["ended_at"]
+    assert result["fail_open"] == []
+    cells = {c["cell"]: c for c in result["cells"]}
+    assert set(cells) == {f"sleep-v{i} -> helloworld-v{j}" for i in (1, 2) for j in (1, 2)}
+    for cell in cells.values():
+        times = [s["t"] for s in cell["samples"]]
+        assert len(times) == result["rounds"] and times == sorted(times) and times[0] < 3
+        assert all(s["verdict"] in _matrix_evidence.VERDICTS for s in cell["samples"])
+        assert cell["samples"][0]["ok"] is True, cell  # before the cut
+    for denied in ("sleep-v2 -> helloworld-v1", "sleep-v1 -> helloworld-v2"):
+        assert "allowed" not in cells[denied]["verdicts"], cells[denied]
