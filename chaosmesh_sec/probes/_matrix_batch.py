@@ -56,6 +56,10 @@ pass() { while IFS= read -r l || [ -n "$l" ]; do printf '%s\\n' "$l"; done; }
 """
 
 
+# Q: a pattern of BODY_CUT_BYTES "?", built in the pod (the exec's URL carries the script)
+_PATTERN = f"Q=; n=0; while [ $n -lt {BODY_CUT_BYTES // 4} ]; do Q=$Q????; n=$((n + 1)); done\n"
+
+
 def new_nonce() -> str:
     """A fresh random record marker."""
     return "cms" + secrets.token_hex(8)
@@ -78,7 +82,7 @@ def batch_script(requests: Sequence[Request], nonce: str) -> str:
         argv = evidence.curl_argv(url, method, timeout, write_out, show_errors=False)
         call = f"cell {i} {shlex.join(argv)}"
         stages.append(call if i == 0 else f"{{ {call}; pass; }}")
-    head = f"N={nonce}\nM={shlex.quote(chr(10) + nonce + ':')}\nQ={'?' * BODY_CUT_BYTES}\n"
+    head = f"N={nonce}\nM={shlex.quote(chr(10) + nonce + ':')}\n" + _PATTERN
     return head + _CELL + " |\n  ".join(stages) + "\n"
 
 
