@@ -37,6 +37,7 @@ logger = logging.getLogger("chaostoolkit")
 TOKEN_SECRET = "ca_token"  # noqa: S105 - the name of a secrets key, not a secret
 TARGET_KINDS = ("replicas", "service")
 MAX_SAMPLING_SECONDS = 3600
+TARGETS_MAX_AGE = 1.0  # a sampler reads the istiod pods and the Service at most once a second
 
 
 def certificate_issuance(
@@ -185,10 +186,12 @@ def sample_issuance(
 
     Declare it with `"background": true` before the fault in the method: Chaos
     Toolkit runs it alongside and puts its result in the journal when it ends.
-    `targets`: `service`, `replicas` or both (comma-separated); replicas are listed
-    again at each tick, so replacements join the timeline. Returns `{"started_at",
-    "ended_at", "interval_seconds", "identity", "summary": {target: {"attempts",
-    "issued", "success_rate", "latency_ms": {"p50", "p90", "p99", "max"},
+    `targets`: `service`, `replicas` or both (comma-separated); replicas (and the
+    Service's endpoints) are read again at most once a second, so replacements join
+    the timeline. Each istiod pod keeps one port-forward and one channel for the run.
+    Returns `{"started_at", "ended_at", "interval_seconds", "identity", "summary":
+    {target: {"attempts", "issued", "success_rate", "latency_ms": {"p50", "p90",
+    "p99", "max"},
     "first_failure_s", "last_failure_s", "longest_outage_s"}}, "samples": [{"t",
     "target", "kind", "pod", "issued", "code", "latency_ms"}], "reason"}` (`t`:
     seconds since `started_at`). Tolerance: `$.summary.service.success_rate`.
@@ -231,7 +234,7 @@ def _sample(
     """One tick of the sampler: its samples appended to `samples`; why it was refused."""
     reason = None
     try:
-        results = run.round(kinds, refresh_after=300)
+        results = run.round(kinds, refresh_after=300, targets_max_age=TARGETS_MAX_AGE)
     except ca.Refusal as refusal:
         results = [_refused(kind, str(refusal)) for kind in kinds]
         reason = str(refusal)
@@ -274,6 +277,7 @@ class _IssuanceRun:
     _who: ca.Caller | None = field(default=None, repr=False)
     _who_at: float = 0.0
     _channels: ca.Channels | None = field(default=None, repr=False)
+    _targets: tuple[float, list[ca.CaTarget]] | None = field(default=None, repr=False)
 
     def __enter__(self) -> "_IssuanceRun":
         return self
@@ -371,7 +375,17 @@ class _IssuanceRun:
             self._who, self._who_at = who, time.monotonic()
         return self._who
 
-    def targets(self, kinds: Sequence[str]) -> list[ca.CaTarget]:
+    def targets(self, kinds: Sequence[str], max_age: float = 0) -> list[ca.CaTarget]:
+        """The targets of `kinds`, read from the API again when the last read is older
+        than `max_age` seconds (0: at every call)."""
+        cached = self._targets
+        if max_age > 0 and cached is not None and time.monotonic() - cached[0] < max_age:
+            return list(cached[1])
+        found = self._read_targets(kinds)
+        self._targets = (time.monotonic(), found)
+        return list(found)
+
+    def _read_targets(self, kinds: Sequence[str]) -> list[ca.CaTarget]:
         found: list[ca.CaTarget] = []
         if "replicas" in kinds:
             found += ca.replica_targets(self.core, self.istiod_namespace, self.istiod_selector)
@@ -388,11 +402,15 @@ class _IssuanceRun:
         return found
 
     def round(
-        self, kinds: Sequence[str], requested_uri: str = "", refresh_after: float = 0
+        self,
+        kinds: Sequence[str],
+        requested_uri: str = "",
+        refresh_after: float = 0,
+        targets_max_age: float = 0,
     ) -> list[dict[str, Any]]:
         """One CSR per target, in parallel; a result dict per target."""
         who = self.caller(refresh_after)
-        targets = self.targets(kinds)
+        targets = self.targets(kinds, targets_max_age)
         channels = self.channels
         if "replicas" in kinds:  # a pod gone from the list: its channel goes too
             channels.keep_only(targets)
