@@ -7,8 +7,12 @@ Three ways the pack sends CSRs, each for SECONDS seconds:
 - ``one_channel``: one replica, one port-forward, one gRPC channel reused (what the
   client itself sustains; a key pair and CSR made per request);
 - ``probe_round``: ``certificate_issuance`` calls back to back (every replica and the
-  Service, each on a fresh port-forward and TLS connection, as a new workload would);
-- ``sampler``: ``sample_issuance`` at its fastest (interval 0.05 s).
+  Service; each call opens its own port-forward and TLS channel per istiod pod);
+- ``sampler``: ``sample_issuance`` at a short interval (``INTERVAL``, default 0.02 s:
+  every replica and the Service per tick, on one port-forward and one channel per
+  istiod pod for the whole run).
+
+Each CSR still carries a fresh key and a real token.
 
 CPU is this process's (user + system), so it is the probe's own cost; istiod and the
 API server run in other processes. Needs a running lab. Prints JSON; asserts nothing.
@@ -27,6 +31,7 @@ from chaosmesh_sec.probes._ca_client import CaClient
 from chaosmesh_sec.probes._tunnel import PodTunnel
 
 SECONDS = float(os.environ.get("SECONDS_PER_MODE", "15"))
+INTERVAL = float(os.environ.get("INTERVAL", "0.02"))
 
 
 def measure(run: Callable[[], int]) -> dict[str, Any]:
@@ -74,7 +79,7 @@ def probe_round() -> int:
 
 
 def sampler() -> int:
-    result = issuance.sample_issuance(duration_seconds=int(SECONDS), interval_seconds=0.05)
+    result = issuance.sample_issuance(duration_seconds=int(SECONDS), interval_seconds=INTERVAL)
     return sum(s["issued"] for s in result["samples"])
 
 

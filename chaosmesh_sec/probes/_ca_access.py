@@ -13,14 +13,16 @@ Targets are reached one of two ways:
   call, one Ready endpoint picked at random, as kube-proxy picks one;
 - ``pod-ip`` (inside the cluster, e.g. the CronJob): the pod IP, and the Service's
   DNS name for the Service path.
+
+A probe call keeps its tunnels and channels open in one :class:`Channels` and reuses
+them for every CSR it sends (a sampler's whole run).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-from collections.abc import Iterator
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,10 +34,12 @@ from chaosmesh_sec.probes._ca_client import CaClient, IssueOutcome
 from chaosmesh_sec.probes._tunnel import PodTunnel
 
 __all__ = [
+    "BROKEN_CODES",
     "CA_PORT",
     "VIAS",
     "CaTarget",
     "Caller",
+    "Channels",
     "Refusal",
     "caller",
     "issue",
@@ -216,15 +220,128 @@ def service_target(discovery: Any, namespace: str, service: str, via: Via) -> Ca
     )
 
 
-@contextlib.contextmanager
-def _address(core: Any, target: CaTarget, via: Via) -> Iterator[str]:
+BROKEN_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL"})
+"""Failures after which a channel is not trusted again: closed, and opened afresh for
+the next CSR (a refusal such as UNAUTHENTICATED keeps it)."""
+
+
+class Channels:
+    """The ways to istiod a probe call keeps open: one port-forward and one gRPC channel
+    per istiod pod (outside the cluster), or per address (inside), reused by every CSR
+    of the call, closed by :meth:`close`.
+
+    A CSR that fails as a broken channel would (:data:`BROKEN_CODES`) is that CSR's
+    outcome; its channel and tunnel are closed and the next CSR to that pod opens new
+    ones. A channel is opened again when the caller's token changes, and
+    :meth:`keep_only` closes those of pods that went away. Every CSR still carries a
+    fresh key (:func:`~._ca_client.new_csr`) and the caller's real token. Safe to use
+    from several threads (a gRPC channel is).
+    """
+
+    def __init__(self, core: Any, via: Via, *, server_name: str, cluster_id: str) -> None:
+        self._core, self._via = core, via
+        self._server_name, self._cluster_id = server_name, cluster_id
+        self._open: dict[str, tuple[str, PodTunnel | None, CaClient]] = {}
+        self._lock = threading.Lock()
+        self.opened = 0  # channels opened so far (for the bench, and tests)
+
+    def __repr__(self) -> str:
+        return f"Channels({self._via}, open={sorted(self._open)})"
+
+    def __enter__(self) -> Channels:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def issue(
+        self,
+        target: CaTarget,
+        who: Caller,
+        *,
+        timeout_seconds: float,
+        csr_pem: bytes | None = None,
+    ) -> IssueOutcome:
+        """One CSR to `target` on its pod's (or address's) channel, opened if need be."""
+        key = _key(target, self._via)
+        client = self._client(key, target, who)
+        outcome = client.issue(csr_pem, timeout_seconds=timeout_seconds)
+        if not outcome.issued and outcome.code in BROKEN_CODES:
+            self._drop(key, client)
+        return outcome
+
+    def keep_only(self, targets: list[CaTarget]) -> None:
+        """Close the channels of every pod (or address) not among `targets`."""
+        wanted = {_key(t, self._via) for t in targets if not t.unavailable}
+        with self._lock:
+            gone = [k for k in self._open if k not in wanted]
+            closing = [self._open.pop(k) for k in gone]
+        for entry in closing:
+            _close(entry)
+
+    def close(self) -> None:
+        with self._lock:
+            closing, self._open = list(self._open.values()), {}
+        for entry in closing:
+            _close(entry)
+
+    def _client(self, key: str, target: CaTarget, who: Caller) -> CaClient:
+        stale = None
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is not None and entry[0] == who.token:
+                return entry[2]
+            if entry is not None:  # the token was renewed: a channel carrying the new one
+                stale = self._open.pop(key)
+            tunnel = None
+            if target.dns_name:
+                address = target.dns_name
+            elif self._via == "pod-ip":
+                address = f"{target.pod_ip}:{CA_PORT}"
+            else:
+                tunnel = PodTunnel(self._core, str(target.pod), target.namespace, CA_PORT)
+                address = tunnel.__enter__()
+            try:
+                client = CaClient(
+                    address,
+                    root_pem=who.root_pem,
+                    server_name=self._server_name,
+                    token=who.token,
+                    cluster_id=self._cluster_id,
+                    channel_options=(
+                        [("grpc.enable_http_proxy", 0)] if self._via == "port-forward" else None
+                    ),
+                )
+            except BaseException:
+                if tunnel is not None:
+                    tunnel.close()
+                raise
+            self._open[key] = (who.token, tunnel, client)
+            self.opened += 1
+        if stale is not None:
+            _close(stale)
+        return client
+
+    def _drop(self, key: str, client: CaClient) -> None:
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is None or entry[2] is not client:
+                return  # another thread dropped it already
+            del self._open[key]
+        _close(entry)
+
+
+def _key(target: CaTarget, via: Via) -> str:
     if target.dns_name:
-        yield target.dns_name
-    elif via == "pod-ip":
-        yield f"{target.pod_ip}:{CA_PORT}"
-    else:
-        with PodTunnel(core, str(target.pod), target.namespace, CA_PORT) as address:
-            yield address
+        return target.dns_name
+    return f"ip:{target.pod_ip}" if via == "pod-ip" else f"pod:{target.namespace}/{target.pod}"
+
+
+def _close(entry: tuple[str, PodTunnel | None, CaClient]) -> None:
+    _token, tunnel, client = entry
+    client.close()
+    if tunnel is not None:
+        tunnel.close()
 
 
 def issue(
@@ -239,15 +356,5 @@ def issue(
     csr_pem: bytes | None = None,
 ) -> IssueOutcome:
     """One CSR to ``target`` on a fresh connection, as a new workload would send it."""
-    with (
-        _address(core, target, via) as address,
-        CaClient(
-            address,
-            root_pem=who.root_pem,
-            server_name=server_name,
-            token=who.token,
-            cluster_id=cluster_id,
-            channel_options=[("grpc.enable_http_proxy", 0)] if via == "port-forward" else None,
-        ) as ca,
-    ):
-        return ca.issue(csr_pem, timeout_seconds=timeout_seconds)
+    with Channels(core, via, server_name=server_name, cluster_id=cluster_id) as channels:
+        return channels.issue(target, who, timeout_seconds=timeout_seconds, csr_pem=csr_pem)

@@ -32,7 +32,10 @@ __all__ = [
     "VERDICTS",
     "Evidence",
     "classify",
+    "curl_argv",
     "curl_command",
+    "evidence_of",
+    "excerpt",
     "parse_curl_output",
     "request_timeout",
 ]
@@ -179,14 +182,27 @@ def curl_command(
     goes straight from the source. ``HEAD`` uses ``--head`` (``-X HEAD`` waits for a
     body). Read the output with :func:`parse_curl_output`.
     """
+    curl = curl_argv(url, method, timeout_seconds, _WRITE_OUT)
+    return ["sh", "-c", f'{shlex.join(curl)}; echo "{EXIT_MARK}$?"']
+
+
+def curl_argv(
+    url: str,
+    method: str,
+    timeout_seconds: float,
+    write_out: str,
+    show_errors: bool = True,
+) -> list[str]:
+    """curl's own argv for one request (inputs checked), printing `write_out` after the
+    body: ``curl -q -sS --noproxy '*' -m T -X METHOD -o - -w WRITE_OUT URL`` (``-s``
+    alone without `show_errors`)."""
     url = _validate.http_url("url", url)
     method = _validate.http_method("method", method)
     seconds = request_timeout("timeout_seconds", timeout_seconds)
     verb = ["--head"] if method == "HEAD" else ["-X", method]
     timeout = f"{seconds:.3f}".rstrip("0").rstrip(".")
-    curl = ["curl", "-q", "-sS", "--noproxy", "*", "-m", timeout, *verb]
-    curl += ["-o", "-", "-w", _WRITE_OUT, url]
-    return ["sh", "-c", f'{shlex.join(curl)}; echo "{EXIT_MARK}$?"']
+    curl = ["curl", "-q", "-sS" if show_errors else "-s", "--noproxy", "*", "-m", timeout]
+    return [*curl, *verb, "-o", "-", "-w", write_out, url]
 
 
 def parse_curl_output(stdout: str, stderr: str) -> Evidence:
@@ -209,10 +225,23 @@ def parse_curl_output(stdout: str, stderr: str) -> Evidence:
         body, mark, code = "", HTTP_MARK, head.removeprefix(HTTP_MARK)
     if not mark:  # curl did not write its trailer (not installed: exit 127)
         return Evidence(exit_code, "000", _excerpt(head), error)
-    code = code.strip()
+    return evidence_of(exit_code, code, body, error)
+
+
+def evidence_of(exit_code: int, http_code: str, body: str, error: str) -> Evidence:
+    """The evidence of a request whose curl ran to its end (exit code known) and wrote its
+    `http_code`: the body cut to :data:`BODY_EXCERPT_CHARS`, a malformed code kept as
+    ``000`` with why."""
+    error = _excerpt(error, ERROR_EXCERPT_CHARS)
+    code = http_code.strip()
     if not _HTTP_CODE.fullmatch(code):
         return Evidence(exit_code, "000", _excerpt(body), _join(f"bad http code {code!r}", error))
     return Evidence(exit_code, code, _excerpt(body), error)
+
+
+def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
+    """`text` cut to `limit` characters (``...`` marks a cut)."""
+    return _excerpt(text, limit)
 
 
 def _excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:

@@ -37,6 +37,7 @@ logger = logging.getLogger("chaostoolkit")
 TOKEN_SECRET = "ca_token"  # noqa: S105 - the name of a secrets key, not a secret
 TARGET_KINDS = ("replicas", "service")
 MAX_SAMPLING_SECONDS = 3600
+TARGETS_MAX_AGE = 1.0  # a sampler reads the istiod pods and the Service at most once a second
 
 
 def certificate_issuance(
@@ -75,7 +76,8 @@ def certificate_issuance(
     run = _IssuanceRun.checked(locals())
     result = run.verdict_frame()
     try:
-        results = run.round(TARGET_KINDS)
+        with run:
+            results = run.round(TARGET_KINDS)
     except ca.Refusal as refusal:
         return {**result, "ok": False, "reason": str(refusal)}
     replicas = [r for r in results if r["kind"] == "replica"]
@@ -139,7 +141,8 @@ def identity_is_enforced(
     run = _IssuanceRun.checked(locals())
     frame = {"requested_identity": foreign, "identity": run.identity}
     try:
-        results = run.round(TARGET_KINDS, requested_uri=foreign)
+        with run:
+            results = run.round(TARGET_KINDS, requested_uri=foreign)
     except ca.Refusal as refusal:
         return {**frame, "ok": False, "reason": str(refusal), "results": []}
     brief = [
@@ -183,10 +186,12 @@ def sample_issuance(
 
     Declare it with `"background": true` before the fault in the method: Chaos
     Toolkit runs it alongside and puts its result in the journal when it ends.
-    `targets`: `service`, `replicas` or both (comma-separated); replicas are listed
-    again at each tick, so replacements join the timeline. Returns `{"started_at",
-    "ended_at", "interval_seconds", "identity", "summary": {target: {"attempts",
-    "issued", "success_rate", "latency_ms": {"p50", "p90", "p99", "max"},
+    `targets`: `service`, `replicas` or both (comma-separated); replicas (and the
+    Service's endpoints) are read again at most once a second, so replacements join
+    the timeline. Each istiod pod keeps one port-forward and one channel for the run.
+    Returns `{"started_at", "ended_at", "interval_seconds", "identity", "summary":
+    {target: {"attempts", "issued", "success_rate", "latency_ms": {"p50", "p90",
+    "p99", "max"},
     "first_failure_s", "last_failure_s", "longest_outage_s"}}, "samples": [{"t",
     "target", "kind", "pod", "issued", "code", "latency_ms"}], "reason"}` (`t`:
     seconds since `started_at`). Tolerance: `$.summary.service.success_rate`.
@@ -202,31 +207,16 @@ def sample_issuance(
     samples: list[dict[str, Any]] = []
     reason = None
     tick = 0
-    while (now := time.monotonic()) - start < duration_seconds:
-        try:
-            results = run.round(kinds, refresh_after=300)
-        except ca.Refusal as refusal:
-            results = [_refused(kind, str(refusal)) for kind in kinds]
-            reason = reason or str(refusal)
-        t = round(now - start, 3)
-        samples += [
-            {
-                "t": t,
-                "target": r["target"] if r["kind"] == "replica" else "service",
-                "kind": r["kind"],
-                "pod": r["pod"],
-                "issued": bool(r["issued"] and r["identity_ok"]),
-                "code": r["code"],
-                "latency_ms": r["latency_ms"],
-            }
-            for r in results
-        ]
-        tick += 1
-        if tick % 10 == 0:
-            logger.info("issuance sampling: %.0fs of %ds", now - start, duration_seconds)
-        # the next slot on the grid; slots missed while a round hung are skipped, not caught up
-        elapsed = time.monotonic() - start
-        time.sleep((math.floor(elapsed / interval) + 1) * interval - elapsed)
+    with run:
+        while (now := time.monotonic()) - start < duration_seconds:
+            tick += 1
+            why = _sample(run, kinds, round(now - start, 3), samples)
+            reason = reason or why
+            if tick % 10 == 0:
+                logger.info("issuance sampling: %.0fs of %ds", now - start, duration_seconds)
+            # the next slot on the grid; slots missed while a round hung are skipped
+            elapsed = time.monotonic() - start
+            time.sleep((math.floor(elapsed / interval) + 1) * interval - elapsed)
     return {
         "started_at": started_at.isoformat(),
         "ended_at": datetime.now(UTC).isoformat(),
@@ -236,6 +226,31 @@ def sample_issuance(
         "samples": samples,
         "reason": reason,
     }
+
+
+def _sample(
+    run: "_IssuanceRun", kinds: Sequence[str], t: float, samples: list[dict[str, Any]]
+) -> str | None:
+    """One tick of the sampler: its samples appended to `samples`; why it was refused."""
+    reason = None
+    try:
+        results = run.round(kinds, refresh_after=300, targets_max_age=TARGETS_MAX_AGE)
+    except ca.Refusal as refusal:
+        results = [_refused(kind, str(refusal)) for kind in kinds]
+        reason = str(refusal)
+    samples += [
+        {
+            "t": t,
+            "target": r["target"] if r["kind"] == "replica" else "service",
+            "kind": r["kind"],
+            "pod": r["pod"],
+            "issued": bool(r["issued"] and r["identity_ok"]),
+            "code": r["code"],
+            "latency_ms": r["latency_ms"],
+        }
+        for r in results
+    ]
+    return reason
 
 
 # ---------------------------------------------------------------- the shared run
@@ -261,6 +276,29 @@ class _IssuanceRun:
     discovery: Any
     _who: ca.Caller | None = field(default=None, repr=False)
     _who_at: float = 0.0
+    _channels: ca.Channels | None = field(default=None, repr=False)
+    _targets: tuple[float, list[ca.CaTarget]] | None = field(default=None, repr=False)
+
+    def __enter__(self) -> "_IssuanceRun":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the tunnels and channels this call kept open."""
+        if self._channels is not None:
+            self._channels.close()
+            self._channels = None
+
+    @property
+    def channels(self) -> ca.Channels:
+        """One port-forward and one gRPC channel per istiod pod, for the whole call."""
+        if self._channels is None:
+            self._channels = ca.Channels(
+                self.core, self.via, server_name=self.server_name, cluster_id=self.cluster_id
+            )
+        return self._channels
 
     @property
     def identity(self) -> str:
@@ -337,7 +375,17 @@ class _IssuanceRun:
             self._who, self._who_at = who, time.monotonic()
         return self._who
 
-    def targets(self, kinds: Sequence[str]) -> list[ca.CaTarget]:
+    def targets(self, kinds: Sequence[str], max_age: float = 0) -> list[ca.CaTarget]:
+        """The targets of `kinds`, read from the API again when the last read is older
+        than `max_age` seconds (0: at every call)."""
+        cached = self._targets
+        if max_age > 0 and cached is not None and time.monotonic() - cached[0] < max_age:
+            return list(cached[1])
+        found = self._read_targets(kinds)
+        self._targets = (time.monotonic(), found)
+        return list(found)
+
+    def _read_targets(self, kinds: Sequence[str]) -> list[ca.CaTarget]:
         found: list[ca.CaTarget] = []
         if "replicas" in kinds:
             found += ca.replica_targets(self.core, self.istiod_namespace, self.istiod_selector)
@@ -354,22 +402,25 @@ class _IssuanceRun:
         return found
 
     def round(
-        self, kinds: Sequence[str], requested_uri: str = "", refresh_after: float = 0
+        self,
+        kinds: Sequence[str],
+        requested_uri: str = "",
+        refresh_after: float = 0,
+        targets_max_age: float = 0,
     ) -> list[dict[str, Any]]:
         """One CSR per target, in parallel; a result dict per target."""
         who = self.caller(refresh_after)
-        targets = self.targets(kinds)
+        targets = self.targets(kinds, targets_max_age)
+        channels = self.channels
+        if "replicas" in kinds:  # a pod gone from the list: its channel goes too
+            channels.keep_only(targets)
 
         def one(target: ca.CaTarget) -> dict[str, Any]:
             if target.unavailable:
                 return {**target.brief(), **_NOT_SENT, "message": target.unavailable}
-            outcome = ca.issue(
-                self.core,
+            outcome = channels.issue(
                 target,
                 who,
-                self.via,
-                server_name=self.server_name,
-                cluster_id=self.cluster_id,
                 timeout_seconds=self.timeout_seconds,
                 csr_pem=new_csr(requested_uri) if requested_uri else None,
             )

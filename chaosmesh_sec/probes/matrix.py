@@ -1,9 +1,11 @@
 """Probe: identity-based denies hold. Every cell of an identity matrix, asked for real.
 
-Each cell is a request from a pod of the source workload: ``curl`` exec'd in its
+Each cell is a request from a pod of the source workload: ``curl`` run in its
 container, as a person would check by hand, so the request carries the pod's own
 network identity (its IP, what L4 policy sees) and mesh identity (its sidecar's
-certificate, what AuthorizationPolicy sees). Cells run in parallel with a bound.
+certificate, what AuthorizationPolicy sees). Each source pod is asked once: one exec
+runs all its cells' requests at the same time (:mod:`._matrix_batch`); sources are
+asked in parallel with a bound.
 Each gets a verdict naming the layer that decided, with its evidence; see
 :mod:`chaosmesh_sec.probes._matrix_spec` for the file format and
 :mod:`chaosmesh_sec.probes._matrix_evidence` for the verdicts.
@@ -12,11 +14,14 @@ Matrices come from the probe kit (``probes/<kit>/matrix.yaml``, by the kit's nam
 a file. A run can keep a matrix's verdicts as a named baseline (``record_as``)
 and compare a later check with it (``compare_to``): that is how a journal shows a
 cell that was ``denied_by_network`` before the fault become ``denied_by_mesh``
-during it. No ``from __future__ import annotations``: chaoslib reads the signature.
+during it. ``sample_matrix`` checks a matrix every few seconds across a fault (in
+the background) and keeps each cell's verdicts over time. No ``from __future__ import
+annotations``: chaoslib reads the signatures.
 """
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -34,16 +39,19 @@ from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen, InvalidInput
 from chaosmesh_sec.journal import fail_open_message
 from chaosmesh_sec.probes import _endpoints
+from chaosmesh_sec.probes import _matrix_batch as batch
 from chaosmesh_sec.probes import _matrix_evidence as evidence
 from chaosmesh_sec.probes import _matrix_judgement as judgement
 from chaosmesh_sec.probes import _matrix_spec as spec
+from chaosmesh_sec.probes import _matrix_timeline as timeline
 
-__all__ = ["identity_matrix"]
+__all__ = ["identity_matrix", "sample_matrix"]
 
 logger = logging.getLogger("chaostoolkit")
 
 
 MAX_PARALLEL = 32
+MAX_SAMPLING_SECONDS = 3600
 _BASELINES: dict[str, dict[spec.CellKey, str]] = {}
 _BASELINES_LOCK = threading.Lock()
 
@@ -69,6 +77,8 @@ def identity_matrix(
     `source=selector` pairs separated by `;` (e.g.
     `sleep-v2=chaosmesh-sec.io/recycled-from`: the pod the IP hunt labelled).
     `wait_seconds`: how long to wait for a Ready pod per source (0: it must be there).
+    Each source pod is asked once, all its cells at the same time in one exec;
+    `parallel` bounds how many sources are asked at once.
     A source with no Ready pod is an InvalidInput, raised before any request (so a
     steady-state check fails before a fault is injected). `record_as` keeps these
     verdicts as a baseline under that name for the rest of the run; `compare_to`
@@ -104,29 +114,7 @@ def identity_matrix(
 
     core = core_v1(configuration, secrets)
     started = time.monotonic()
-    senders = {
-        s.name: _pick_pod(
-            core, s.namespace, _and(s.selector, narrowing.get(s.name)), s.name, wait_seconds
-        )
-        for s in parsed.sources
-    }
-    targets = {
-        d.name: _pick_pod(core, d.pod.namespace, d.pod.selector, d.name, wait_seconds)
-        for d in parsed.destinations
-        if d.pod is not None
-    }
-    config = core.api_client.configuration
-
-    def ask(cell: spec.Cell) -> tuple[spec.CellKey, evidence.Evidence]:
-        sender = senders[cell.source.name]
-        target = targets.get(cell.destination.name)
-        argv = cell.command(target.status.pod_ip if target is not None else None)
-        return cell.key, _exec(config, sender, cell.source.container, argv, cell)
-
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        results = dict(pool.map(ask, parsed.cells()))
-    results = _unserved_marked(DiscoveryV1Api(core.api_client), parsed, results)
-    outcome = judgement.compare(parsed, results, baseline)
+    senders, outcome = _check(core, parsed, narrowing, wait_seconds, parallel, baseline)
     if record_as:
         with _BASELINES_LOCK:
             _BASELINES[record_as] = outcome.verdicts()
@@ -149,6 +137,111 @@ def identity_matrix(
     if fail_on_fail_open and out["fail_open"]:
         raise FailOpen(fail_open_message(parsed.name, out["fail_open"]))
     return out
+
+
+def sample_matrix(
+    matrix: str = "",
+    sources: str = "",
+    destinations: str = "",
+    narrow_sources: str = "",
+    duration_seconds: int = 60,
+    interval_seconds: float = 5.0,
+    wait_seconds: int = 0,
+    parallel: int = 8,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> JSONObject:
+    """Check `matrix` (or the cells of `sources` x `destinations`) every
+    `interval_seconds` for `duration_seconds`: each cell's verdicts over time.
+
+    Declare it with `"background": true` before the fault in the method: Chaos Toolkit
+    runs it alongside and puts its result in the journal when it ends. The arguments
+    are `identity_matrix`'s. Source pods are picked again at each round (a replaced
+    pod joins the timeline); a source with no Ready pod in a round makes its cells
+    `error` in that round (at the start, within `wait_seconds`, it is an InvalidInput,
+    as for `identity_matrix`). Returns `{"matrix", "started_at", "ended_at",
+    "interval_seconds", "holds", "rounds", "fail_open": [{"t", "cell"}],
+    "deviating_cells", "cells": [{"cell", "source", "destination", "expected",
+    "samples": [{"t", "verdict", "ok", "fail_open"}], "verdicts", "deviations",
+    "first_deviation_s", "last_deviation_s", "fail_open_s", "first_deviation"}],
+    "reason"}` (`t`: seconds since `started_at`, when the round began). Tolerance:
+    `$.holds` (every cell as expected in every round); `fail_open` lists each moment
+    a cell was fail-open.
+    """
+    parsed = _restricted(_load(matrix), sources, destinations)
+    narrowing = _narrowing(narrow_sources, parsed)
+    duration_seconds = _validate.positive_int(
+        "duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS
+    )
+    interval = _validate.positive_number("interval_seconds", interval_seconds)
+    wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
+    parallel = _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL)
+    core = core_v1(configuration, secrets)
+    _check(core, parsed, narrowing, wait_seconds, 1, None, ask=False)  # pods there, or raise
+    started_at = datetime.now(UTC)
+    start = time.monotonic()
+    rounds: list[timeline.Round] = []
+    reason = None
+    while (now := time.monotonic()) - start < duration_seconds:
+        t = round(now - start, 3)
+        try:
+            _senders, outcome = _check(core, parsed, narrowing, 0, parallel, None)
+        except InvalidInput as exc:  # a source's pods are gone for now: its cells are errors
+            skipped = evidence.Evidence.exec_failed(f"not asked in this round: {exc}")
+            outcome = judgement.compare(parsed, {c.key: skipped for c in parsed.cells()})
+            reason = reason or f"at {t}s: {exc}"
+        rounds.append((t, outcome))
+        if len(rounds) % 10 == 0:
+            logger.info("matrix sampling %s: %.0fs of %ds", parsed.name, now - start,
+                        duration_seconds)  # fmt: skip
+        # the next slot on the grid; slots missed while a round hung are skipped
+        elapsed = time.monotonic() - start
+        time.sleep((math.floor(elapsed / interval) + 1) * interval - elapsed)
+    out = timeline.timeline(rounds)
+    logger.info(
+        "identity matrix %s sampled %d times: %s (fail-open moments: %d)",
+        parsed.name,
+        len(rounds),
+        "held" if out["holds"] else "DEVIATED",
+        len(out["fail_open"]),
+    )
+    return {
+        "matrix": parsed.name,
+        "started_at": started_at.isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+        "interval_seconds": interval,
+        **out,
+        "reason": reason,
+    }
+
+
+def _check(
+    core: Any,
+    parsed: spec.Matrix,
+    narrowing: Mapping[str, str],
+    wait_seconds: int,
+    parallel: int,
+    baseline: Mapping[spec.CellKey, str] | None,
+    ask: bool = True,
+) -> tuple[dict[str, Any], judgement.MatrixOutcome]:
+    """Pick the pods (InvalidInput if a source or pod destination has none), ask every
+    cell (unless not `ask`), judge: the senders and the outcome."""
+    senders = {
+        s.name: _pick_pod(
+            core, s.namespace, _and(s.selector, narrowing.get(s.name)), s.name, wait_seconds
+        )
+        for s in parsed.sources
+    }
+    targets = {
+        d.name: _pick_pod(core, d.pod.namespace, d.pod.selector, d.name, wait_seconds)
+        for d in parsed.destinations
+        if d.pod is not None
+    }
+    if not ask:
+        return senders, judgement.compare(parsed, {})
+    results = _ask(core.api_client.configuration, parsed, senders, targets, parallel)
+    results = _unserved_marked(DiscoveryV1Api(core.api_client), parsed, results)
+    return senders, judgement.compare(parsed, results, baseline)
 
 
 # ---------------------------------------------------------------- inputs
@@ -262,10 +355,58 @@ def _unserved_marked(
     return marked
 
 
+def _ask(
+    config: Any,
+    matrix: spec.Matrix,
+    senders: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    parallel: int,
+) -> dict[spec.CellKey, evidence.Evidence]:
+    """Every cell's evidence: one exec per source pod, all its cells at once in the pod
+    (:mod:`._matrix_batch`), at most `parallel` sources at a time."""
+    rows: dict[str, list[spec.Cell]] = {}
+    for cell in matrix.cells():
+        rows.setdefault(cell.source.name, []).append(cell)
+
+    def ask_row(cells: list[spec.Cell]) -> list[tuple[spec.CellKey, evidence.Evidence]]:
+        source = cells[0].source
+        found = _exec_batch(config, senders[source.name], source.container, cells, targets)
+        return [(cell.key, seen) for cell, seen in zip(cells, found, strict=True)]
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return {key: seen for row in pool.map(ask_row, rows.values()) for key, seen in row}
+
+
+def _exec_batch(
+    config: Any,
+    pod: Any,
+    container: str | None,
+    cells: list[spec.Cell],
+    targets: Mapping[str, Any],
+) -> list[evidence.Evidence]:
+    """The evidence of `cells` (one source's), asked in one exec in `pod`."""
+    requests = []
+    for cell in cells:
+        target = targets.get(cell.destination.name)
+        url = cell.destination.target_url(target.status.pod_ip if target is not None else None)
+        requests.append((url, cell.destination.method, cell.destination.timeout_seconds))
+    nonce = batch.new_nonce()
+    script = batch.batch_script(requests, nonce)
+    timeout = max(c.destination.timeout_seconds for c in cells) + 15
+    try:
+        out, err = exec_in_pod(config, pod, container, ["sh", "-c", script], timeout)
+    except Exception as exc:  # noqa: BLE001 - each cell's verdict is `error`, with why
+        failed = evidence.Evidence.exec_failed(f"exec in {pod.metadata.name}: {exc}")
+        return [failed] * len(cells)
+    return batch.parse_records(out, err, len(cells), nonce)
+
+
 def _exec(
     config: Any, pod: Any, container: str | None, argv: list[str], cell: spec.Cell
 ) -> evidence.Evidence:
-    """Run ``argv`` in the pod; its output as evidence (exec failures are evidence too)."""
+    """Run one cell's ``argv`` in the pod; its output as evidence (exec failures are
+    evidence too). One exec per cell: the probe's path before batching, kept for the
+    bench (``bench/matrix_parallel.py``) to compare with."""
     try:
         out, err = exec_in_pod(config, pod, container, argv, cell.destination.timeout_seconds + 15)
     except Exception as exc:  # noqa: BLE001 - the cell's verdict is `error`, with why

@@ -7,9 +7,13 @@ crash) for each thing a user can get wrong that only the cluster can tell.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 from kubernetes import client
 
+from chaosmesh_sec.probes import _ca_access as ca
 from chaosmesh_sec.probes import issuance
 from tests.lab_fixtures import deploy_pause, eventually
 
@@ -100,3 +104,47 @@ def test_sampling_gives_a_timeline_per_target() -> None:
         assert stats["latency_ms"]["p50"] <= stats["latency_ms"]["p99"]
     times = [s["t"] for s in result["samples"]]
     assert times == sorted(times) and times[0] < 0.5 and times[-1] < 3
+
+
+def test_one_channel_per_replica_serves_many_csrs_and_a_broken_one_is_reopened(
+    core: client.CoreV1Api,
+) -> None:
+    who = ca.caller(core, "default", "default", "istio-ca", "cluster.local")
+    [target, *_] = ca.replica_targets(core, "istio-system", "app=istiod")
+    with ca.Channels(
+        core, "port-forward", server_name="istiod.istio-system.svc", cluster_id="Kubernetes"
+    ) as channels:
+        first = [channels.issue(target, who, timeout_seconds=5) for _ in range(5)]
+        assert all(o.issued for o in first), first
+        assert channels.opened == 1
+        assert len({o.leaf.serial for o in first if o.leaf}) == 5  # a fresh CSR each
+        # the port-forward dies under the channel, as when the API server drops it
+        [(_token, tunnel, _client)] = channels._open.values()
+        assert tunnel is not None
+        tunnel.close()
+        time.sleep(1)  # the tunnel's pumps notice and hang up
+        broken = channels.issue(target, who, timeout_seconds=3)
+        assert not broken.issued and broken.code in ca.BROKEN_CODES, broken
+        again = channels.issue(target, who, timeout_seconds=5)
+        assert again.issued and again.leaf and again.leaf.spiffe_uris == (IDENTITY,)
+        assert channels.opened == 2
+
+
+def test_a_sampler_keeps_one_channel_per_istiod_pod_for_its_whole_run(
+    core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[ca.Channels] = []
+
+    class Counted(ca.Channels):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(ca, "Channels", Counted)
+    result = issuance.sample_issuance(duration_seconds=3, interval_seconds=0.2)
+    istiods = core.list_namespaced_pod("istio-system", label_selector="app=istiod").items
+    assert all(s["issued"] for s in result["samples"]), result["samples"]
+    assert len(result["samples"]) >= 4 * 5
+    [channels] = made
+    assert channels.opened == len(istiods)  # the Service's endpoint shares its pod's
+    assert not channels._open  # all closed when the run ended

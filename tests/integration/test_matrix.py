@@ -7,19 +7,23 @@ every node. Each test that changes a policy puts the kit back as it was.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
+from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen
 from chaosmesh_sec.faults import churn, ip_recycle
 from chaosmesh_sec.faults.apiserver_partition import (
     heal_apiserver_partition,
     partition_node_from_apiserver,
 )
-from chaosmesh_sec.probes import matrix
+from chaosmesh_sec.probes import _matrix_evidence, _matrix_spec, matrix
 from tests.lab_fixtures import eventually, wait_lease_renewed
 
 NS = "default"
@@ -40,6 +44,71 @@ def test_the_kit_holds_and_each_deny_names_its_layer(lab: Path) -> None:
     assert cells[("sleep-v1", "helloworld-v2")]["verdict"] == "denied_by_network"
     assert "Hello version: v1" in cells[("sleep-v1", "helloworld-v1")]["evidence"]["body"]
     assert set(result["pods"]) == {"sleep-v1", "sleep-v2"}
+
+
+@pytest.mark.parametrize("kit", ["wrong-identity", "team-isolation"])
+def test_one_exec_per_source_gives_the_verdicts_of_one_exec_per_cell(lab: Path, kit: str) -> None:
+    """The batched probe (one exec per source pod) against the path it replaced (one
+    exec per cell), the same pods, the same cells: the same verdicts, and the same
+    evidence but for the timings curl puts in its messages."""
+    result = matrix.identity_matrix(matrix=kit, wait_seconds=60)
+    assert result["holds"] is True, result["cells"]
+    parsed = matrix._load(kit)
+    core = core_v1()
+    by_cell = _cells(result)
+    for cell in parsed.cells():
+        pod = core.read_namespaced_pod(result["pods"][cell.source.name]["name"],
+                                       cell.source.namespace)  # fmt: skip
+        one = matrix._exec(core.api_client.configuration, pod, cell.source.container,
+                           cell.command(), cell)  # fmt: skip
+        batched = by_cell[cell.key]
+        assert _matrix_evidence.classify(one) == batched["verdict"], (cell.id, one, batched)
+        assert one.exit_code == batched["evidence"]["exit_code"]
+        assert one.http_code == batched["evidence"]["http_code"]
+        if one.exit_code == 0:
+            assert one.body == batched["evidence"]["body"]
+
+
+def test_a_request_that_times_out_keeps_its_verdict_while_the_others_answer(
+    lab: Path, tmp_path: Path
+) -> None:
+    """One source, four cells in one exec: one to an unused ClusterIP-range address
+    (nothing answers; 1 s timeout), one the L4 policy drops, two that answer."""
+    doc = {
+        "name": "one-drops",
+        "timeout_seconds": 3,
+        "sources": {
+            "sleep-v1": {"namespace": NS, "selector": "app=sleep,version=v1", "container": "sleep"}
+        },
+        "destinations": {
+            "nowhere": {"url": "http://10.96.255.254:5000/hello", "timeout_seconds": 1},
+            "helloworld-v1": {"url": "http://helloworld-v1.default:5000/hello"},
+            "helloworld-v2": {"url": "http://helloworld-v2.default:5000/hello"},
+            "helloworld-v1-again": {"url": "http://helloworld-v1.default:5000/hello?again"},
+        },
+        "expect": {
+            "sleep-v1": {
+                "nowhere": "denied",
+                "helloworld-v1": "allowed",
+                "helloworld-v2": "denied",
+                "helloworld-v1-again": "allowed",
+            }
+        },
+    }
+    path = tmp_path / "one-drops.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    _matrix_spec.parse_matrix(path.read_text())  # a valid matrix
+    result = matrix.identity_matrix(matrix=str(path), wait_seconds=60)
+    cells = _cells(result)
+    nowhere = cells[("sleep-v1", "nowhere")]
+    assert nowhere["verdict"] == "denied_by_network", nowhere
+    assert nowhere["evidence"]["exit_code"] == 28 and "timed out" in nowhere["evidence"]["error"]
+    assert cells[("sleep-v1", "helloworld-v2")]["verdict"] == "denied_by_network"
+    for name in ("helloworld-v1", "helloworld-v1-again"):
+        cell = cells[("sleep-v1", name)]
+        assert cell["verdict"] == "allowed", cell
+        assert "Hello version: v1" in cell["evidence"]["body"]
+    assert result["holds"] is True
 
 
 def test_without_the_l4_policy_the_mesh_denies(
@@ -149,3 +218,41 @@ def test_a_service_left_without_endpoints_is_no_deny(api: client.ApiClient) -> N
     assert cell["evidence"]["unserved"] == "default/helloworld-v1"
     assert cell["fail_open"] is False and result["holds"] is False
     eventually(endpoint_ready, 90, "helloworld-v1 back in its endpoints")
+
+
+def test_sampling_across_a_partition_records_each_cell_over_time(api: client.ApiClient) -> None:
+    """``sample_matrix`` in the background (as an experiment runs it), lab-node-2 (the
+    helloworld pods' node) cut off from the API server in the middle: every round is
+    on the timeline with its time, the deny never fails open, and the round before the
+    cut holds."""
+    box: dict[str, Any] = {}
+
+    def sample() -> None:
+        box["result"] = matrix.sample_matrix(
+            matrix="wrong-identity", duration_seconds=24, interval_seconds=2, wait_seconds=60
+        )
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    time.sleep(4)
+    cut = partition_node_from_apiserver(node="lab-node-2", scope="node", duration_seconds=120)
+    try:
+        time.sleep(12)
+    finally:
+        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"])
+        sampler.join(timeout=90)
+        wait_lease_renewed(api, "lab-node-2")
+    result = box["result"]
+    assert result["matrix"] == "wrong-identity" and result["interval_seconds"] == 2
+    assert result["rounds"] >= 4, result["rounds"]  # a round takes a deny's 3 s timeout
+    assert result["started_at"] < result["ended_at"]
+    assert result["fail_open"] == []
+    cells = {c["cell"]: c for c in result["cells"]}
+    assert set(cells) == {f"sleep-v{i} -> helloworld-v{j}" for i in (1, 2) for j in (1, 2)}
+    for cell in cells.values():
+        times = [s["t"] for s in cell["samples"]]
+        assert len(times) == result["rounds"] and times == sorted(times) and times[0] < 3
+        assert all(s["verdict"] in _matrix_evidence.VERDICTS for s in cell["samples"])
+        assert cell["samples"][0]["ok"] is True, cell  # before the cut
+    for denied in ("sleep-v2 -> helloworld-v1", "sleep-v1 -> helloworld-v2"):
+        assert "allowed" not in cells[denied]["verdicts"], cells[denied]

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from chaosmesh_sec.probes import _ca_access as ca
 from chaosmesh_sec.probes import _ca_client
 from chaosmesh_sec.probes._ca_client import (
     METHOD,
@@ -532,3 +533,79 @@ def test_bad_arguments_raise_before_any_call(
     with pytest.raises(error) as info:
         create_certificate(**args)
     assert TOKEN not in str(info.value)
+
+
+# ---------------------------------------------------------------- channels kept open
+
+
+def _channels(monkeypatch: pytest.MonkeyPatch) -> ca.Channels:
+    """Channels for targets named by address (inside-cluster style, no API needed)."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    return ca.Channels(None, "pod-ip", server_name=SERVER_NAME, cluster_id="Kubernetes")
+
+
+def _target(address: str) -> ca.CaTarget:
+    return ca.CaTarget(name="service", kind="service", namespace="x", dns_name=address)
+
+
+def _caller(pki: Pki, token: str = TOKEN) -> ca.Caller:
+    return ca.Caller("chaos", "prober", IDENTITY, root_pem=pki.root.pem, token=token)
+
+
+def test_channels_send_many_csrs_on_one_channel_each_with_a_fresh_key(
+    istiod: FakeIstiod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _channels(monkeypatch) as channels:
+        outcomes = [
+            channels.issue(_target(istiod.address), _caller(istiod.pki), timeout_seconds=2)
+            for _ in range(5)
+        ]
+        assert all(o.issued for o in outcomes), outcomes
+        assert channels.opened == 1
+        assert len(set(istiod.serials)) == 5
+        assert TOKEN not in repr(channels)
+
+
+def test_a_broken_channel_is_that_csrs_outcome_then_opened_again(
+    istiod: FakeIstiod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    who, target = _caller(istiod.pki), _target(istiod.address)
+    with _channels(monkeypatch) as channels:
+        assert channels.issue(target, who, timeout_seconds=2).issued
+        istiod.answer = "sleep"
+        hung = channels.issue(target, who, timeout_seconds=0.3)
+        assert (hung.issued, hung.code) == (False, "DEADLINE_EXCEEDED")
+        istiod.answer = "sign"
+        assert channels.issue(target, who, timeout_seconds=2).issued
+        assert channels.opened == 2
+
+
+def test_a_refusal_keeps_the_channel_and_a_new_token_gets_a_new_one(
+    istiod: FakeIstiod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = _target(istiod.address)
+    with _channels(monkeypatch) as channels:
+        refused = channels.issue(target, _caller(istiod.pki, "wrong"), timeout_seconds=2)
+        assert refused.code == "UNAUTHENTICATED"
+        assert channels.issue(target, _caller(istiod.pki, "wrong"), timeout_seconds=2).code == (
+            "UNAUTHENTICATED"
+        )
+        assert channels.opened == 1
+        assert channels.issue(target, _caller(istiod.pki), timeout_seconds=2).issued
+        assert channels.opened == 2
+
+
+def test_channels_of_pods_gone_are_closed(
+    istiod: FakeIstiod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    who, here = _caller(istiod.pki), _target(istiod.address)
+    gone = _target(istiod.address.replace("127.0.0.1", "localhost"))
+    with _channels(monkeypatch) as channels:
+        assert channels.issue(here, who, timeout_seconds=2).issued
+        assert channels.issue(gone, who, timeout_seconds=2).code in ("OK", "UNAVAILABLE")
+        channels.keep_only([here])
+        assert channels.issue(here, who, timeout_seconds=2).issued
+        assert channels.opened == 2
+        channels.issue(gone, who, timeout_seconds=2)
+        assert channels.opened == 3

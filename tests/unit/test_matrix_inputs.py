@@ -48,3 +48,23 @@ def test_a_matrix_file_with_an_unknown_verdict_names_where(
     with pytest.raises(InvalidInput) as info:
         matrix.identity_matrix(matrix=str(path))
     assert "expect.a.b" in info.value.name and "deny" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "bad_input"),
+    [
+        ({"matrix": ""}, "matrix"),
+        ({"matrix": GOOD, "sources": "sleep-v9"}, "sources"),
+        ({"matrix": GOOD, "narrow_sources": "sleep-v2"}, "narrow_sources"),
+        ({"matrix": GOOD, "duration_seconds": 0}, "duration_seconds"),
+        ({"matrix": GOOD, "duration_seconds": 100_000}, "duration_seconds"),
+        ({"matrix": GOOD, "interval_seconds": 0}, "interval_seconds"),
+        ({"matrix": GOOD, "interval_seconds": "5"}, "interval_seconds"),
+        ({"matrix": GOOD, "wait_seconds": -1}, "wait_seconds"),
+        ({"matrix": GOOD, "parallel": 0}, "parallel"),
+    ],
+)
+def test_sample_matrix_rejects(no_cluster: None, kwargs: dict[str, Any], bad_input: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        matrix.sample_matrix(**kwargs)
+    assert info.value.name == bad_input
