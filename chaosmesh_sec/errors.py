@@ -23,6 +23,7 @@ No message ever carries a token, a private key or a certificate's private part.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
@@ -63,7 +64,15 @@ class FaultNotApplied(ChaosMeshSecError):
 
 
 class RollbackFailed(ChaosMeshSecError):
-    """Undoing a fault did not verify: something may be left behind (the message says what)."""
+    """Undoing a fault did not verify: something may be left behind (the message says what).
+
+    ``result``, when given, is what the heal did do (JSON-ready), for a caller that
+    records it (the safety net).
+    """
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        self.result = result
+        super().__init__(message)
 
 
 class FailOpen(ChaosMeshSecError):

@@ -13,8 +13,12 @@ it there). Declare it in an experiment::
                   "provider": {"type": "python",
                                "module": "chaosmesh_sec.controls.safety_net"}}]
 
-It heals every leftover in the cluster, so run one experiment at a time per
-cluster (a game day does).
+It heals every leftover in the cluster (partitions: in the fault namespace, the
+control's ``fault_namespace`` argument, else the experiment's configuration
+``fault_namespace``, else :data:`chaosmesh_sec.faults._ledger.FAULT_NAMESPACE`), so run
+one experiment at a time per cluster (a game day does). Any failure, the pack's or
+not, is recorded as the record's ``error`` (with what was healed all the same): the
+game day then exits 3.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chaosmesh_sec.errors import ChaosMeshSecError
+from kubernetes.client.exceptions import ApiException
+
+from chaosmesh_sec.errors import ChaosMeshSecError, RollbackFailed
+from chaosmesh_sec.faults._ledger import FAULT_NAMESPACE
 from chaosmesh_sec.faults.leftovers import heal_leftovers
 from chaosmesh_sec.journal import SAFETY_NET_EXTENSION
 
@@ -31,23 +38,45 @@ __all__ = ["after_experiment_control"]
 logger = logging.getLogger("chaostoolkit")
 
 
+def _fault_namespace(argument: str, configuration: dict[str, Any] | None) -> str:
+    if argument:
+        return argument
+    given = (configuration or {}).get("fault_namespace")
+    return given if isinstance(given, str) and given else FAULT_NAMESPACE
+
+
+def _brief(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"API error {exc.status} {exc.reason}"
+    if isinstance(exc, ChaosMeshSecError):
+        return str(exc)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
 def after_experiment_control(
     context: Any,
     state: Any,
     configuration: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
     namespace: str = "",
+    fault_namespace: str = "",
     **kwargs: Any,
 ) -> None:
     """Heal leftovers once the experiment (and any rollbacks) ended; note it in the journal."""
     record: dict[str, Any] = {"name": SAFETY_NET_EXTENSION}
     try:
         record["healed"] = heal_leftovers(
-            namespace=namespace, configuration=configuration, secrets=secrets
+            namespace=namespace,
+            fault_namespace=_fault_namespace(fault_namespace, configuration),
+            configuration=configuration,
+            secrets=secrets,
         )
-    except ChaosMeshSecError as exc:
-        logger.error("safety net: could not heal everything: %s", exc)
-        record["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the journal must say so
+        logger.error("safety net: could not heal everything: %s", _brief(exc))
+        record["error"] = _brief(exc)
+        if isinstance(exc, RollbackFailed) and exc.result is not None:
+            record["healed"] = exc.result
     else:
         if record["healed"]["nothing_left"]:
             logger.info("safety net: no fault left in effect")

@@ -202,7 +202,7 @@ def hunt_recycled_ip(
     max_rounds: int = 10,
     timeout_seconds: int = 180,
     cut_off_pods: str = "",
-    fault_namespace: str = "default",
+    fault_namespace: str = _ledger.FAULT_NAMESPACE,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
