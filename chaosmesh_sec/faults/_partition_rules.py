@@ -168,5 +168,8 @@ def plan(
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
     if not endpoints:
         raise ValueError("no API server address to cut")
+    ipv6 = [e.ip for e in endpoints if ipaddress.ip_address(e.ip).version != 4]
+    if ipv6:
+        raise ValueError(f"IPv6 addresses {ipv6} cannot be cut: the rules are iptables (IPv4)")
     unique = tuple(dict.fromkeys(endpoints))
     return PartitionPlan(run_id, scope, unique, duration_seconds)

@@ -14,6 +14,7 @@ closer to a full cut, but then the rollback cannot ``exec`` and the pod's own ti
 (or its deletion once the node is back) is what heals it.
 """
 
+import ipaddress
 import logging
 import time
 from typing import Any
@@ -52,15 +53,51 @@ APPLY_TIMEOUT = 60
 EXEC_TIMEOUT = 30
 
 
-def _pick_node(core: k8s.CoreV1Api, node: str, pods_selector: str, pods_namespace: str) -> str:
+def _target(node: Any, pods_selector: Any, pods_namespace: Any) -> tuple[str, str, str]:
+    """The node, or the selector and namespace of the pods whose node to cut (checked)."""
+    node = _validate.optional_dns_subdomain("node", node)
+    pods_selector = _validate.optional_label_selector("target_pods_selector", pods_selector)
+    pods_namespace = _validate.dns_label("target_pods_namespace", pods_namespace)
     if bool(node) == bool(pods_selector):
         raise InvalidInput("node", "give either node or target_pods_selector (exactly one)")
+    return node, pods_selector, pods_namespace
+
+
+def _extra_hosts(value: Any) -> list[tuple[str, int | None]]:
+    """``IP`` or ``IP:port`` items, comma-separated: IPv4 only, ports 1-65535."""
+    if not isinstance(value, str):
+        raise InvalidInput("extra_hosts", f"must be a comma-separated string, got {value!r:.80}")
+    if len(value) > _validate.MAX_TEXT:
+        raise InvalidInput("extra_hosts", f"is longer than {_validate.MAX_TEXT} characters")
+    hosts: list[tuple[str, int | None]] = []
+    for raw in (h.strip() for h in value.split(",") if h.strip()):
+        host, colon, port = raw.rpartition(":") if raw.count(":") == 1 else (raw, "", "")
+        ip = _ipv4("extra_hosts", host, raw)
+        if not colon:
+            hosts.append((ip, None))
+            continue
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise InvalidInput("extra_hosts", f"{raw!r}: the port must be 1-65535")
+        hosts.append((ip, int(port)))
+    return hosts
+
+
+def _ipv4(name: str, host: str, raw: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise InvalidInput(name, f"{raw!r:.80} is not an IP or IP:port") from None
+    if address.version != 4:
+        raise InvalidInput(
+            name, f"{raw!r}: IPv6 is not supported (the partition installs iptables rules only)"
+        )
+    return str(address)
+
+
+def _pick_node(core: k8s.CoreV1Api, node: str, pods_selector: str, pods_namespace: str) -> str:
     if node:
-        _validate.dns_subdomain("node", node)
         _kube.require_node(core, node)
         return node
-    _validate.label_selector("target_pods_selector", pods_selector)
-    _validate.dns_label("target_pods_namespace", pods_namespace)
     with api_errors(f"list pods {pods_selector!r} in {pods_namespace}"):
         listed: Any = core.list_namespaced_pod(pods_namespace, label_selector=pods_selector)
     pods: list[Any] = listed.items
@@ -78,7 +115,7 @@ def _running_on_a_node(pod: Any) -> bool:
 
 
 def _apiserver_endpoints(
-    core: k8s.CoreV1Api, discovery: k8s.DiscoveryV1Api, extra_hosts: str
+    core: k8s.CoreV1Api, discovery: k8s.DiscoveryV1Api, extra_hosts: list[tuple[str, int | None]]
 ) -> list[Endpoint]:
     """Every address of the API server: Service ClusterIP, EndpointSlices, extra hosts."""
     found: list[Endpoint] = []
@@ -98,13 +135,14 @@ def _apiserver_endpoints(
         for ep in sl.endpoints or []:
             for addr in ep.addresses or []:
                 found += [Endpoint(addr, port) for port in ports or [0]]
-    for raw in (h.strip() for h in extra_hosts.split(",") if h.strip()):
-        host, _, port = raw.partition(":")
-        try:
-            ports_for_host = [int(port)] if port else sorted(served) or [0]
-            found += [Endpoint(host, p) for p in ports_for_host]
-        except ValueError as exc:
-            raise InvalidInput("extra_hosts", f"{raw!r} is not an IP or IP:port") from exc
+    for host, port in extra_hosts:
+        found += [Endpoint(host, p) for p in ([port] if port else sorted(served) or [0])]
+    ipv6 = sorted({e.ip for e in found if ipaddress.ip_address(e.ip).version == 6})
+    if ipv6:
+        raise FaultNotApplied(
+            f"the API server has IPv6 addresses ({', '.join(ipv6)}): the partition installs "
+            "iptables (IPv4) rules only and would leave them reachable; nothing was changed"
+        )
     return found
 
 
@@ -203,16 +241,21 @@ def partition_node_from_apiserver(
     The rules remove themselves after ``duration_seconds`` even if this runner dies.
     Returns the run id, node, fault pod, the exact rules and when they took effect.
     """
-    duration = _validate.positive_int("duration_seconds", duration_seconds, maximum=MAX_DURATION)
-    if scope not in SCOPES:
-        raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r}")
+    duration = _validate.duration("duration_seconds", duration_seconds, maximum=MAX_DURATION)
+    if not isinstance(scope, str) or scope not in SCOPES:
+        raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r:.80}")
+    all_ports = _validate.boolean("all_ports", all_ports)
+    hosts = _extra_hosts(extra_hosts)
     image = _validate.image("image", image, "sh and iptables")
-    _validate.dns_label("fault_namespace", fault_namespace)
+    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
+    node, target_pods_selector, target_pods_namespace = _target(
+        node, target_pods_selector, target_pods_namespace
+    )
     api = api_client(configuration, secrets)
     core = k8s.CoreV1Api(api)
     _kube.require_namespace(core, fault_namespace, "fault_namespace")
     target = _pick_node(core, node, target_pods_selector, target_pods_namespace)
-    endpoints = _apiserver_endpoints(core, k8s.DiscoveryV1Api(api), extra_hosts)
+    endpoints = _apiserver_endpoints(core, k8s.DiscoveryV1Api(api), hosts)
     if all_ports:
         endpoints = [Endpoint(e.ip, 0) for e in endpoints]
     p = plan(new_run_id(), scope, endpoints, duration)
@@ -355,10 +398,9 @@ def heal_apiserver_partition(
     "fault_pods_deleted"}`; raises RollbackFailed (carrying that result) if a pod could
     not be healed or a rule could not be shown to be gone.
     """
-    if node:
-        node = _validate.dns_subdomain("node", node)
-    if run_id and not is_run_id(run_id):
-        raise InvalidInput("run_id", f"{run_id!r} is not a partition run id (8 hex digits)")
+    node = _validate.optional_dns_subdomain("node", node)
+    if not isinstance(run_id, str) or (run_id and not is_run_id(run_id)):
+        raise InvalidInput("run_id", f"{run_id!r:.80} is not a partition run id (8 hex digits)")
     fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
     selector = f"{FAULT_LABEL}={FAULT_KIND}"
     if run_id:

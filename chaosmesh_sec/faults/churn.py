@@ -140,7 +140,7 @@ def rollout_restart(
     namespace = _validate.dns_label("namespace", namespace)
     cycles = _validate.positive_int("cycles", cycles)
     wait_ready = _validate.boolean("wait_ready", wait_ready)
-    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
+    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
     if cycles > 1 and not wait_ready:
         raise InvalidInput("cycles", "more than one cycle needs wait_ready: true")
 
@@ -240,11 +240,8 @@ def hunt_recycled_ip(
         raise InvalidInput("hunter", f"must be another Deployment than victim {victim!r}")
     namespace = _validate.dns_label("namespace", namespace)
     max_rounds = _validate.positive_int("max_rounds", max_rounds)
-    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
-    if not isinstance(cut_off_pods, str):
-        raise InvalidInput("cut_off_pods", "must be a label selector string")
-    if cut_off_pods:
-        _validate.label_selector("cut_off_pods", cut_off_pods)
+    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
+    cut_off_pods = _validate.optional_label_selector("cut_off_pods", cut_off_pods)
     fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
@@ -538,7 +535,7 @@ class _ScaleRequest:
             _replicas(replicas),
             _validate.dns_label("namespace", namespace),
             _validate.boolean("wait_ready", wait_ready),
-            _validate.positive_int("timeout_seconds", timeout_seconds),
+            _validate.duration("timeout_seconds", timeout_seconds),
         )
 
     def current(self, configuration: Any, secrets: Any) -> tuple[Any, Any]:
@@ -562,14 +559,14 @@ class _ScaleRequest:
 
 def _deployment_name(name: str, value: Any) -> str:
     """A required Deployment name (its default "" means "not given")."""
-    if value == "":
+    if isinstance(value, str) and value == "":
         raise InvalidInput(name, "required: the name of a Deployment")
     return _validate.dns_subdomain(name, value)
 
 
 def _replicas(value: Any) -> int:
     """The ``replicas`` input: required (its default -1 means "not given"), >= 0."""
-    if value == -1 and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value == -1:
         raise InvalidInput("replicas", "required: the number of replicas to set (>= 0)")
     return _validate.non_negative_int("replicas", value)
 

@@ -61,10 +61,8 @@ def heal_leftovers(
     [...], "nothing_left": bool}`. Every entry is tried even when one fails; then
     `RollbackFailed` (carrying that result) names all that failed.
     """
-    if node:
-        node = _validate.dns_subdomain("node", node)
-    if namespace:
-        namespace = _validate.dns_label("namespace", namespace)
+    node = _validate.optional_dns_subdomain("node", node)
+    namespace = _validate.optional_dns_label("namespace", namespace)
     fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
     failures: list[str] = []
     result: JSONObject = {

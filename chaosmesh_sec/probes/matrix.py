@@ -84,9 +84,9 @@ def identity_matrix(
     "seconds"}`. Tolerance: `$.holds` (every cell as expected); fail-open cells are
     listed under `fail_open`, the worst result.
     """
-    parsed = _restricted(_load(matrix), sources, destinations)
+    parsed = _restricted(_load(_validate.file_or_name("matrix", matrix)), sources, destinations)
     narrowing = _narrowing(narrow_sources, parsed)
-    wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
+    wait_seconds = _validate.duration("wait_seconds", wait_seconds, minimum=0, maximum=3600)
     fail_on_fail_open = _validate.boolean("fail_on_fail_open", fail_on_fail_open)
     record_as = _validate.optional_dns_label("record_as", record_as)
     compare_to = _validate.optional_dns_label("compare_to", compare_to)

@@ -103,3 +103,22 @@ def test_scripts_refuse_what_is_not_a_run_id(run_id: object) -> None:
 
 def test_new_run_ids_are_run_ids() -> None:
     assert all(is_run_id(new_run_id()) for _ in range(50))
+
+
+def test_ipv4_endpoints_get_host_routes_and_ipv6_ones_are_refused() -> None:
+    p = plan("0123abcd", "host", [Endpoint("192.0.2.10", 6443)], 5)
+    assert [
+        "-A",
+        p.chain_out,
+        "-d",
+        "192.0.2.10/32",
+        "-p",
+        "tcp",
+        "--dport",
+        "6443",
+        "-j",
+        "DROP",
+    ] in (p.apply_commands())
+    for v6 in ("2001:db8::1", "::ffff:192.0.2.10", "fd00::10"):
+        with pytest.raises(ValueError, match="IPv6"):
+            plan("0123abcd", "host", [Endpoint("192.0.2.10", 443), Endpoint(v6, 443)], 5)
