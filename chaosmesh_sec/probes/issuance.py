@@ -257,7 +257,7 @@ class _IssuanceRun:
     trust_domain: str
     cluster_id: str
     server_name: str
-    given_token: str | None
+    given_token: str | None = field(repr=False)
     core: Any
     discovery: Any
     _who: ca.Caller | None = field(default=None, repr=False)

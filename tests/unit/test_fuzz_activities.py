@@ -7,27 +7,17 @@ comes out, or if the recorder saw a request. No fake stands in for the client: t
 pack builds its real client from the kubeconfig and would really send a request.
 """
 
-import datetime
-import http.server
 import inspect
-import ipaddress
 import math
-import ssl
-import threading
-from base64 import b64encode
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import chaosmesh_sec
 from chaosmesh_sec.errors import InvalidInput
+from tests.recorder import Recorder
 
 # Values that are valid for the activity, so that only the one fuzzed input is wrong.
 BASE: dict[str, dict[str, Any]] = {
@@ -89,89 +79,10 @@ def _cases() -> Iterator[Any]:
             yield pytest.param(mod, name, param.name, id=f"{name}.{param.name}")
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    seen: list[str]
-
-    def _answer(self) -> None:
-        self.seen.append(f"{self.command} {self.path}")
-        body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","code":403}'
-        self.send_response(403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def _self_signed(tmp: Path) -> tuple[Path, Path, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz-recorder")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    (tmp / "cert.pem").write_bytes(pem)
-    (tmp / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return tmp / "cert.pem", tmp / "key.pem", pem
-
-
 @pytest.fixture(scope="module")
 def recorder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[str]]]:
-    tmp = tmp_path_factory.mktemp("recorder")
-    cert, key, pem = _self_signed(tmp)
-    seen: list[str] = []
-    handler = type("Handler", (_Recorder,), {"seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "rec",
-                        "cluster": {
-                            "server": f"https://127.0.0.1:{server.server_address[1]}",
-                            "certificate-authority-data": b64encode(pem).decode(),
-                        },
-                    }
-                ],
-                "users": [{"name": "rec", "user": {"token": "fuzz-token-not-a-secret"}}],
-                "contexts": [{"name": "rec", "context": {"cluster": "rec", "user": "rec"}}],
-                "current-context": "rec",
-            }
-        )
-    )
-    yield kubeconfig, seen
-    server.shutdown()
+    with Recorder(tmp_path_factory.mktemp("recorder")) as rec:
+        yield rec.kubeconfig, rec.seen
 
 
 def test_the_recorder_sees_a_request_that_is_made(recorder: tuple[Path, list[str]]) -> None:
