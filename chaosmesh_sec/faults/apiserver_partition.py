@@ -137,6 +137,12 @@ def _apiserver_endpoints(
                 found += [Endpoint(addr, port) for port in ports or [0]]
     for host, port in extra_hosts:
         found += [Endpoint(host, p) for p in ([port] if port else sorted(served) or [0])]
+    return _ipv4_only(found)
+
+
+def _ipv4_only(found: list[Endpoint]) -> list[Endpoint]:
+    """``found``, if every address is IPv4; else FaultNotApplied, before any change (the
+    rules are iptables, not ip6tables: an IPv6 address would stay reachable)."""
     ipv6 = sorted({e.ip for e in found if ipaddress.ip_address(e.ip).version == 6})
     if ipv6:
         raise FaultNotApplied(
