@@ -19,6 +19,10 @@ control's ``fault_namespace`` argument, else the experiment's configuration
 one experiment at a time per cluster (a game day does). Any failure, the pack's or
 not, is recorded as the record's ``error`` (with what was healed all the same): the
 game day then exits 3.
+
+A fail-open cell anywhere in the journal (before, during or after the method, in the
+method itself or its rollbacks) marks the run ``deviated``, so ``chaos run`` exits
+non-zero even when the hypothesis' tolerance let the cell through.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from kubernetes.client.exceptions import ApiException
 from chaosmesh_sec.errors import ChaosMeshSecError, RollbackFailed
 from chaosmesh_sec.faults._ledger import FAULT_NAMESPACE
 from chaosmesh_sec.faults.leftovers import heal_leftovers
-from chaosmesh_sec.journal import SAFETY_NET_EXTENSION
+from chaosmesh_sec.journal import SAFETY_NET_EXTENSION, fail_open_cells
 
 __all__ = ["after_experiment_control"]
 
@@ -83,4 +87,10 @@ def after_experiment_control(
         else:
             logger.warning("safety net: healed faults the rollbacks left: %s", record["healed"])
     if isinstance(state, dict):
+        opened = fail_open_cells(state)
+        if opened:
+            record["fail_open_cells"] = opened
+            if not state.get("deviated"):
+                logger.error("safety net: %d fail-open cell(s): the run is deviated", opened)
+                state["deviated"] = True
         state.setdefault("extensions", []).append(record)

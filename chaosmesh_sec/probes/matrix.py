@@ -127,7 +127,7 @@ def identity_matrix(
     outcome = judgement.compare(parsed, results, baseline)
     if record_as:
         with _BASELINES_LOCK:
-            _BASELINES[record_as] = outcome.verdicts()
+            _BASELINES.setdefault(record_as, outcome.verdicts())  # first write wins
     out = outcome.to_json()
     out.update(
         {

@@ -158,3 +158,35 @@ def test_heal_leftovers_tries_every_entry_and_records_any_failure(
     assert restored == ["y"]
     assert "RuntimeError" in str(info.value) and "a/x: ValueError" in str(info.value)
     assert info.value.result is not None and len(info.value.result["failed"]) == 2
+
+
+def _matrix_run(fail_open: bool) -> dict[str, Any]:
+    return {
+        "activity": {
+            "type": "probe",
+            "provider": {"module": "chaosmesh_sec.probes.matrix", "func": "identity_matrix"},
+        },
+        "status": "succeeded",
+        "output": {"holds": not fail_open, "cells": [{"fail_open": fail_open}]},
+    }
+
+
+@pytest.mark.parametrize("phase", ["method", "rollbacks", "after"])
+def test_a_fail_open_in_any_phase_marks_the_run_deviated(
+    monkeypatch: pytest.MonkeyPatch, phase: str
+) -> None:
+    """``chaos run`` exits non-zero on ``deviated``; the safety net sets it from the journal
+    chaoslib hands its after-experiment control (the heal itself is a stand-in here)."""
+    monkeypatch.setattr(safety_net, "heal_leftovers", lambda **kw: {"nothing_left": True})
+    journal: dict[str, Any] = {"status": "completed", "deviated": False, "run": [], "rollbacks": []}
+    if phase == "after":
+        journal["steady_states"] = {"after": {"probes": [_matrix_run(True)]}}
+    else:
+        journal[phase if phase == "rollbacks" else "run"] = [_matrix_run(True)]
+    safety_net.after_experiment_control(None, journal)
+    assert journal["deviated"] is True
+    assert journal["extensions"][0]["fail_open_cells"] == 1
+
+    clean: dict[str, Any] = {"status": "completed", "deviated": False, "run": [_matrix_run(False)]}
+    safety_net.after_experiment_control(None, clean)
+    assert clean["deviated"] is False
