@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import apps_v1
-from chaosmesh_sec.errors import ChaosMeshSecError, RollbackFailed
+from chaosmesh_sec.errors import ChaosMeshSecError, ClusterUnreachable, RollbackFailed
 from chaosmesh_sec.faults import _ledger
 from chaosmesh_sec.faults.apiserver_partition import heal_apiserver_partition
 from chaosmesh_sec.faults.churn import restore_replicas
@@ -65,6 +65,7 @@ def heal_leftovers(
     namespace = _validate.optional_dns_label("namespace", namespace)
     fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
     failures: list[str] = []
+    unreachable: list[bool] = []  # per failure: was it the API server that could not be reached
     result: JSONObject = {
         "apiserver_partition": None,
         "replicas": [],
@@ -78,12 +79,15 @@ def heal_leftovers(
     except RollbackFailed as exc:
         result["apiserver_partition"] = exc.result
         failures.append(f"apiserver partition: {exc}")
+        unreachable.append(False)
     except Exception as exc:  # noqa: BLE001 - recorded; the Deployments are still tried
         failures.append(f"apiserver partition: {_brief(exc)}")
+        unreachable.append(isinstance(exc, ClusterUnreachable))
     try:
         entries = _ledger.pending_replicas(apps_v1(configuration, secrets), namespace)
     except Exception as exc:  # noqa: BLE001 - recorded with the rest
         failures.append(f"the ledger's Deployments could not be listed: {_brief(exc)}")
+        unreachable.append(isinstance(exc, ClusterUnreachable))
         entries = []
     for entry in entries:
         try:
@@ -96,6 +100,7 @@ def heal_leftovers(
             )
         except Exception as exc:  # noqa: BLE001 - recorded; the next entry is still tried
             failures.append(f"Deployment {entry['namespace']}/{entry['name']}: {_brief(exc)}")
+            unreachable.append(isinstance(exc, ClusterUnreachable))
             continue
         logger.info(
             "Restored Deployment %s/%s to %s replicas (changed by %s at %s)",
@@ -113,6 +118,8 @@ def heal_leftovers(
                 "previous_replicas": restored["previous_replicas"],
             }
         )
+    if failures and all(unreachable):
+        raise ClusterUnreachable("; ".join(failures))  # nothing was reached, nothing was done
     if failures:
         raise RollbackFailed("; ".join(failures), result=result)
     result["nothing_left"] = not (

@@ -190,3 +190,18 @@ def test_a_fail_open_in_any_phase_marks_the_run_deviated(
     clean: dict[str, Any] = {"status": "completed", "deviated": False, "run": [_matrix_run(False)]}
     safety_net.after_experiment_control(None, clean)
     assert clean["deviated"] is False
+
+
+def test_heal_leftovers_with_no_reachable_api_server_says_so(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chaosmesh_sec.errors import ClusterUnreachable
+    from chaosmesh_sec.faults import leftovers
+    from tests.recorder import Recorder
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    with Recorder(tmp_path) as rec:  # only its kubeconfig, pointed where nothing listens
+        dead = tmp_path / "dead"
+        dead.write_text(rec.kubeconfig.read_text().replace(rec.server_url, "https://127.0.0.1:1"))
+    with pytest.raises(ClusterUnreachable, match=r"127\.0\.0\.1:1"):
+        leftovers.heal_leftovers(configuration={"kubeconfig_path": str(dead)})
