@@ -23,6 +23,7 @@ ACTIVITY_MODULES: Final[tuple[tuple[str, ActivityKind], ...]] = (
     ("chaosmesh_sec.probes.sidecar_certs", "probe"),
     ("chaosmesh_sec.faults.istiod", "action"),
     ("chaosmesh_sec.faults.churn", "action"),
+    ("chaosmesh_sec.faults.ip_recycle", "action"),
     ("chaosmesh_sec.faults.cni", "action"),
     ("chaosmesh_sec.faults.apiserver_partition", "action"),
     ("chaosmesh_sec.faults.leftovers", "action"),

@@ -10,7 +10,10 @@ One module owns each thing that is written in one place and read in another:
   exception): :func:`fail_open_message` writes the message (the probe raises it),
   :func:`fail_open_raised` reads it back from the exception;
 - the safety net's record in ``extensions`` (:data:`SAFETY_NET_EXTENSION`), written by
-  :mod:`chaosmesh_sec.controls.safety_net`, read with :func:`safety_net_records`.
+  :mod:`chaosmesh_sec.controls.safety_net`, read with :func:`safety_net_records`;
+- a scenario's story (the IP hunt's stale-cache precondition): an activity output's
+  ``scenario`` sentence, written with :func:`scenario_sentence`, read back with
+  :func:`scenarios_not_reproduced` (a run whose story did not happen held nothing).
 
 Pure: a parsed journal in, plain values out. A part that is missing or of another
 type reads as absent.
@@ -40,6 +43,8 @@ __all__ = [
     "method_runs",
     "rollback_runs",
     "safety_net_records",
+    "scenario_sentence",
+    "scenarios_not_reproduced",
     "steady_state",
 ]
 
@@ -50,6 +55,10 @@ MATRIX_FUNC = "identity_matrix"
 """The identity matrix probe, as a journal's ``provider`` names it."""
 FAIL_OPEN_ERROR = FailOpen.__name__
 """The class name an exception text carries when a matrix raised on fail-open cells."""
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+"""How an activity's ``scenario`` sentence begins: did the story it needs happen?"""
 
 _FAIL_OPEN = re.compile(r"fail-open cells in (?P<matrix>[^:]+): (?P<cells>.+)$")
 
@@ -177,3 +186,23 @@ def safety_net_records(journal: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [
         e for e in _mappings(journal.get("extensions")) if e.get("name") == SAFETY_NET_EXTENSION
     ]
+
+
+# ---------------------------------------------------------------- a scenario's story
+
+
+def scenario_sentence(reproduced: bool, why: str) -> str:
+    """The ``scenario`` an activity writes: ``reproduced: ...`` or ``not reproduced: ...``."""
+    return f"{REPRODUCED if reproduced else NOT_REPRODUCED}: {why}"
+
+
+def scenarios_not_reproduced(journal: Mapping[str, Any]) -> list[str]:
+    """The ``scenario`` sentences of method activities whose story did not happen."""
+    found = []
+    for run in method_runs(journal):
+        output = run.get("output") if isinstance(run, Mapping) else None
+        if not isinstance(output, Mapping) or output.get("reproduced") is not False:
+            continue
+        sentence = output.get("scenario")
+        found.append(sentence if isinstance(sentence, str) else NOT_REPRODUCED)
+    return found

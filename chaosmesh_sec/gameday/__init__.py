@@ -38,7 +38,9 @@ Exit codes (several apply: the highest wins)::
     2  a fault could not be applied: a method activity failed with FaultNotApplied,
        InvalidInput or ClusterUnreachable, or a method action failed at all; or the
        run never reached the method (steady state not met before it, chaos could not
-       start) or stopped before its verdict (aborted, interrupted)
+       start) or stopped before its verdict (aborted, interrupted); or its scenario
+       was not reproduced (an activity said ``not reproduced``: nothing was tested;
+       the entry's verdict is ``not_reproduced``)
     3  a rollback failed: a rollback activity failed, an activity raised
        RollbackFailed, or the safety net recorded an error (something may be left
        in the cluster: run ``chaosmesh-sec rollback``)

@@ -21,6 +21,7 @@ from chaosmesh_sec.journal import (
     fail_open_cells,
     method_runs,
     safety_net_records,
+    scenarios_not_reproduced,
     steady_state,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "EXIT_PLAN_INVALID",
     "EXIT_ROLLBACK_FAILED",
     "MEANINGS",
+    "NOT_REPRODUCED",
     "SKIPPED",
     "VERDICTS",
     "Outcome",
@@ -61,6 +63,8 @@ MEANINGS = {
     EXIT_PLAN_INVALID: "the plan is invalid",
 }
 SKIPPED = "skipped"
+NOT_REPRODUCED = "not_reproduced"
+"""The verdict of a run whose scenario did not happen (exit code 2: nothing was tested)."""
 ABORT_AT: Mapping[str, int | None] = {
     "never": None,
     "deviated": EXIT_DEVIATED,
@@ -107,6 +111,8 @@ def journal_exit_code(journal: Mapping[str, Any]) -> int:
                 codes.add(EXIT_NOT_APPLIED)
     if fail_open_cells(journal):
         codes.add(EXIT_DEVIATED)
+    if scenarios_not_reproduced(journal):
+        codes.add(EXIT_NOT_APPLIED)  # the story the hypothesis is about did not happen
     return max(codes)
 
 
@@ -139,7 +145,11 @@ class Outcome:
     @property
     def verdict(self) -> str:
         code = self.code
-        return SKIPPED if code is None else VERDICTS[code]
+        if code is None or self.journal is None:
+            return SKIPPED
+        if code == EXIT_NOT_APPLIED and scenarios_not_reproduced(self.journal):
+            return NOT_REPRODUCED
+        return VERDICTS[code]
 
     @property
     def fail_open(self) -> int:

@@ -82,7 +82,9 @@ def identity_matrix(
     "fail_open", "unexpected_denies", "layer_mismatches", "layer_changes", "errors",
     "counts", "pods": {source: {"name", "node", "pod_ip"}}, "baseline", "checked_at",
     "seconds"}`. Tolerance: `$.holds` (every cell as expected); fail-open cells are
-    listed under `fail_open`, the worst result.
+    listed under `fail_open`, the worst result. A request that could not connect to a
+    Service with no Ready endpoint (the EndpointSlices are read for such cells) is an
+    `error` whose evidence names it under `unserved`: no policy decided it.
     """
     parsed = _restricted(_load(_validate.file_or_name("matrix", matrix)), sources, destinations)
     narrowing = _narrowing(narrow_sources, parsed)

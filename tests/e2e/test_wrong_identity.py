@@ -43,6 +43,10 @@ def test_the_l4_layer_is_fooled_and_the_mesh_holds(lab: Path, tmp_path: Path) ->
     out = outputs(run)
     hunt = out["hunt-recycled-ip"]
     assert hunt["found"] is True, hunt["reason"]
+    # the precondition of the story: the pod got the IP after the server's node was cut off
+    assert hunt["reproduced"] is True and hunt["scenario"].startswith("reproduced: "), hunt
+    [cut] = hunt["precondition"]["cuts"]
+    assert cut["node"] == out["cut-helloworld-v1-node-from-apiserver"]["node"]
     during = out["matrix-from-the-recycled-ip-during-the-fault"]
     assert during["pods"]["sleep-v2"]["pod_ip"] == hunt["recycled_ip"]
     cell = _cell(during)

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults import _cut, churn
+from chaosmesh_sec.faults import _cut, churn, ip_recycle
 from chaosmesh_sec.faults.apiserver_partition import (
     heal_apiserver_partition,
     partition_node_from_apiserver,
@@ -116,7 +116,7 @@ def test_ip_hunt_finds_a_recycled_ip_or_says_none_was_reused(
     _deploy_ready(api, namespace, "hunter", 2, node=NODE)
     victim_ips = {p.status.pod_ip for p in _live(core, namespace, "victim")}
 
-    result = churn.hunt_recycled_ip(
+    result = ip_recycle.hunt_recycled_ip(
         "victim", "hunter", namespace=namespace, max_rounds=5, timeout_seconds=90
     )
     print(
@@ -163,7 +163,7 @@ def test_ip_hunt_for_the_stale_cache_story_needs_the_cut(
     _deploy_ready(api, namespace, "victim", 2, node=NODE)
     _deploy_ready(api, namespace, "hunter", 1, node=NODE)
 
-    result = churn.hunt_recycled_ip(
+    result = ip_recycle.hunt_recycled_ip(
         "victim",
         "hunter",
         namespace=namespace,
@@ -200,7 +200,7 @@ def test_ip_hunt_under_a_real_cut_counts_only_pods_created_after_it(
         assert datetime.fromisoformat(stamps[_cut.EFFECTIVE_AT]).timestamp() == pytest.approx(
             cut["effective_at"], abs=1e-3
         )
-        result = churn.hunt_recycled_ip(
+        result = ip_recycle.hunt_recycled_ip(
             "victim",
             "hunter",
             namespace=namespace,
@@ -219,7 +219,9 @@ def test_ip_hunt_under_a_real_cut_counts_only_pods_created_after_it(
         assert result["reproduced"] is True and result["scenario"].startswith("reproduced: ")
         created = datetime.fromisoformat(result["pod"]["created"])
         assert created.timestamp() >= cut["effective_at"]
-        labelled = core.list_namespaced_pod(namespace, label_selector=churn.RECYCLED_FROM).items
+        labelled = core.list_namespaced_pod(
+            namespace, label_selector=ip_recycle.RECYCLED_FROM
+        ).items
         assert [p.metadata.name for p in labelled] == [result["pod"]["name"]]
     else:  # kwok draws free IPs at random: a hunt may end without one, and says so
         assert result["reproduced"] is False and result["scenario"].startswith("not reproduced")
@@ -246,7 +248,7 @@ def test_ip_hunt_on_another_node_reports_no_reuse(
     _deploy_ready(api, namespace, "victim", 2, node="lab-node-1")
     _deploy_ready(api, namespace, "hunter", 2, node="lab-node-2")
 
-    result = churn.hunt_recycled_ip(
+    result = ip_recycle.hunt_recycled_ip(
         "victim", "hunter", namespace=namespace, max_rounds=2, timeout_seconds=60
     )
 
@@ -258,6 +260,10 @@ def test_ip_hunt_on_another_node_reports_no_reuse(
     hunter_ips = {p.status.pod_ip for p in _live(core, namespace, "hunter")}
     assert len(hunter_ips) == 2 and not hunter_ips & set(result["victim_ips"])
     churn.restore_replicas("victim", 2, namespace=namespace, timeout_seconds=60)
+
+
+def _activity(name: str) -> Any:
+    return getattr(ip_recycle if name == "hunt_recycled_ip" else churn, name)
 
 
 def _snapshot(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> Any:
@@ -310,7 +316,7 @@ def test_bad_input_is_refused_and_nothing_changes(
     namespace = two_deployments
     before = _snapshot(api, core, namespace)
     with pytest.raises(InvalidInput) as info:
-        getattr(churn, action)(namespace=namespace, **kwargs)
+        _activity(action)(namespace=namespace, **kwargs)
     assert info.value.name == bad_input
     assert _snapshot(api, core, namespace) == before
 
@@ -326,5 +332,5 @@ def test_a_missing_namespace_is_named(api: client.ApiClient, action: str) -> Non
         "hunt_recycled_ip": {"victim": "web", "hunter": "other"},
     }[action]
     with pytest.raises(InvalidInput) as info:
-        getattr(churn, action)(namespace="no-such-namespace", **kwargs)
+        _activity(action)(namespace="no-such-namespace", **kwargs)
     assert info.value.name == "namespace"

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from chaosmesh_sec.errors import FailOpen
-from chaosmesh_sec.faults import churn
+from chaosmesh_sec.faults import churn, ip_recycle
 from chaosmesh_sec.faults.apiserver_partition import (
     heal_apiserver_partition,
     partition_node_from_apiserver,
@@ -102,7 +102,7 @@ def test_without_a_partition_a_recycled_ip_gets_no_old_rights(lab: Path) -> None
     # more hunter pods, more draws of a free IP per round (the lab's IPAM picks at random)
     churn.scale_deployment(name="sleep-v2", replicas=6, namespace=NS, wait_ready=False)
     try:
-        hunt = churn.hunt_recycled_ip(
+        hunt = ip_recycle.hunt_recycled_ip(
             victim="sleep-v1", hunter="sleep-v2", namespace=NS, max_rounds=20
         )
         assert hunt["found"] is True, hunt["reason"]

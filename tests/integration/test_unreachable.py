@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chaosmesh_sec.errors import ClusterUnreachable
-from chaosmesh_sec.faults import apiserver_partition, churn, cni, istiod, leftovers
+from chaosmesh_sec.faults import apiserver_partition, churn, cni, ip_recycle, istiod, leftovers
 from chaosmesh_sec.lab.topology import DEFAULT
 from chaosmesh_sec.probes import control_plane
 
@@ -30,7 +30,7 @@ CALLS: list[tuple[Callable[..., Any], dict[str, Any]]] = [
     (churn.scale_deployment, {"name": "web", "replicas": 0}),
     (churn.restore_replicas, {"name": "web"}),
     (churn.rollout_restart, {"name": "web"}),
-    (churn.hunt_recycled_ip, {"victim": "a", "hunter": "b"}),
+    (ip_recycle.hunt_recycled_ip, {"victim": "a", "hunter": "b"}),
     (cni.restart_cni_pods, {"nodes": "lab-node-1"}),
     (leftovers.heal_leftovers, {}),
     (control_plane.istiod_replicas_ready, {}),

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults import churn, cni, istiod, leftovers
+from chaosmesh_sec.faults import churn, cni, ip_recycle, istiod, leftovers
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_hunt_recycled_ip_rejects_bad_input(
     no_cluster: None, kwargs: dict[str, Any], bad_input: str
 ) -> None:
     with pytest.raises(InvalidInput) as info:
-        churn.hunt_recycled_ip(**kwargs)
+        ip_recycle.hunt_recycled_ip(**kwargs)
     assert info.value.name == bad_input
 
 
@@ -147,7 +147,7 @@ def test_hunt_recycled_ip_rejects_bad_input(
         (churn.restore_replicas, {"name": "web", "replicas": 3, "wait_ready": False}),
         (churn.restore_replicas, {"name": "web"}),
         (churn.rollout_restart, {"name": "web", "cycles": 3}),
-        (churn.hunt_recycled_ip, {"victim": "a", "hunter": "b", "max_rounds": 1}),
+        (ip_recycle.hunt_recycled_ip, {"victim": "a", "hunter": "b", "max_rounds": 1}),
     ],
 )
 def test_churn_valid_input_reaches_the_api(

@@ -105,7 +105,7 @@ def test_every_node_must_be_cut_and_the_latest_cut_counts() -> None:
 
 def test_a_hunt_whose_only_holder_predates_the_cut_says_not_reproduced() -> None:
     """What the hunt writes in the journal when the one holder it met was refused."""
-    from chaosmesh_sec.faults import churn
+    from chaosmesh_sec.faults import ip_recycle
 
     cut = _cut.Cut("lab-node-2", "abcd1234", CUT, CUT + timedelta(minutes=1))
     pre = _precondition(cut)
@@ -115,7 +115,7 @@ def test_a_hunt_whose_only_holder_predates_the_cut_says_not_reproduced() -> None
     early.spec = k8s.V1PodSpec(node_name="lab-node-1", containers=[])
     rejected: list[object] = []
     admits = lambda pod: pre.admits(pod, CUT + timedelta(seconds=5))  # noqa: E731
-    assert churn._holder([early], {"10.78.1.6"}, admits, rejected) is None
+    assert ip_recycle._holder([early], {"10.78.1.6"}, admits, rejected) is None
     assert [r["name"] for r in rejected] == ["sleep-v2-x"]  # type: ignore[index]
     result = {
         "found": False,
@@ -124,7 +124,32 @@ def test_a_hunt_whose_only_holder_predates_the_cut_says_not_reproduced() -> None
         "precondition": pre.to_json(),
         "rejected": rejected,
     }
-    churn._tell_story(result, pre)
+    ip_recycle._tell_story(result, pre)
     assert result["reproduced"] is False
     assert str(result["scenario"]).startswith("not reproduced: timed out")
     assert "sleep-v2-x (10.78.1.6, created 2026-12-03T09:59:57+00:00)" in str(result["scenario"])
+
+
+def test_a_run_whose_story_did_not_happen_is_neither_held_nor_deviated() -> None:
+    """The game day reads the hunt's sentence back: exit code 2, verdict not_reproduced."""
+    from pathlib import Path
+
+    from chaosmesh_sec.gameday import plan, verdict
+    from chaosmesh_sec.journal import scenario_sentence, scenarios_not_reproduced
+
+    hunt = {"reproduced": False, "scenario": scenario_sentence(False, "no partition")}
+    journal = {
+        "status": "completed",
+        "deviated": False,
+        "steady_states": {"before": {"steady_state_met": True, "probes": []}},
+        "run": [
+            {"activity": {"type": "action", "name": "hunt"}, "status": "succeeded", "output": hunt}
+        ],
+    }
+    assert scenarios_not_reproduced(journal) == ["not reproduced: no partition"]
+    assert verdict.journal_exit_code(journal) == verdict.EXIT_NOT_APPLIED
+    entry = plan.Entry(1, Path("wrong-identity.json"), "wrong identity")
+    assert verdict.Outcome(entry, journal=journal).verdict == verdict.NOT_REPRODUCED
+    hunt["reproduced"] = True
+    assert verdict.journal_exit_code(journal) == verdict.EXIT_HELD
+    assert verdict.Outcome(entry, journal=journal).verdict == "held"
