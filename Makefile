@@ -3,9 +3,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv lint typecheck contracts unit reference
+.PHONY: venv lint typecheck contracts unit reference constraints
 
-venv: $(VENV)/.installed ## create .venv and install the package with its dev extra (editable)
+venv: $(VENV)/.installed ## create .venv and install the package with its dev extra (editable), pinned by constraints.txt
+
+constraints: ## refresh constraints.txt: .[dev] installed in a fresh venv, frozen (the package itself left out)
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install --quiet --upgrade pip
+	.venv-constraints/bin/pip install --quiet -e '.[dev]'
+	{ echo "# Pins for make venv: refreshed by make constraints (pip freeze of a fresh .[dev])."; \
+	  .venv-constraints/bin/pip freeze --exclude-editable | grep -iv '^chaosmesh[-_]sec'; } > constraints.txt
+	rm -rf .venv-constraints
 
 lint: $(VENV)/.installed ## ruff lint + format check
 	$(BIN)/ruff check .
@@ -28,10 +37,10 @@ reference: $(VENV)/.installed ## regenerate docs/activities.md from the code
 # ----------------------------------------------------------------------------
 .PHONY: test lab-build lab-up lab-down smoke flagship integration gameday reference-journals
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 lab-build: $(VENV)/.installed ## build the lab's binaries (cached outside the repo)

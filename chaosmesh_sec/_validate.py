@@ -19,9 +19,14 @@ from chaosmesh_sec.errors import InvalidInput
 
 __all__ = [
     "HTTP_METHODS",
+    "MAX_COUNT",
+    "MAX_SECONDS",
+    "MAX_TEXT",
     "boolean",
     "dns_label",
     "dns_subdomain",
+    "duration",
+    "file_or_name",
     "fraction",
     "http_method",
     "http_scheme",
@@ -30,14 +35,25 @@ __all__ = [
     "label_selector",
     "non_negative_int",
     "optional_dns_label",
+    "optional_dns_subdomain",
+    "optional_label_selector",
+    "optional_spiffe_uri",
     "port",
     "positive_int",
     "positive_number",
     "seconds",
     "url_path",
+    "word",
 ]
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_SECONDS = 24 * 3600
+"""The longest duration, interval or timeout any input may ask for: 24 hours."""
+MAX_COUNT = 10_000
+"""The largest count (replicas, rounds, cycles) unless a check gives its own ceiling."""
+MAX_TEXT = 1024
+"""The longest free-form string an input may be (a selector, an image, a word)."""
+MAX_PATH = 4096
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -64,7 +80,7 @@ def dns_label(name: str, value: Any) -> str:
     text = _string(name, value)
     if len(text) > 63 or not _DNS_LABEL.fullmatch(text):
         raise InvalidInput(
-            name, f"{text!r} is not a valid name (lowercase letters, digits, '-'; max 63)"
+            name, f"{text!r:.80} is not a valid name (lowercase letters, digits, '-'; max 63)"
         )
     return text
 
@@ -74,16 +90,51 @@ def dns_subdomain(name: str, value: Any) -> str:
     text = _string(name, value)
     if len(text) > 253 or not _DNS_SUBDOMAIN.fullmatch(text):
         raise InvalidInput(
-            name, f"{text!r} is not a valid object name (lowercase letters, digits, '-', '.')"
+            name, f"{text!r:.80} is not a valid object name (lowercase letters, digits, '-', '.')"
         )
     return text
 
 
 def optional_dns_label(name: str, value: Any) -> str:
     """A DNS label, or "" for "not given" (names of baselines kept within a run)."""
-    if not isinstance(value, str):
-        raise InvalidInput(name, f"must be a string, got {type(value).__name__}")
-    return dns_label(name, value) if value else ""
+    return dns_label(name, value) if _string(name, value) else ""
+
+
+def optional_dns_subdomain(name: str, value: Any) -> str:
+    """A DNS subdomain (a node's name), or "" for "not given"; anything else is refused."""
+    return dns_subdomain(name, value) if _string(name, value) else ""
+
+
+def optional_label_selector(name: str, value: Any) -> str:
+    """A label selector, or "" for "not given"."""
+    return label_selector(name, value) if _string(name, value).strip() else ""
+
+
+def word(name: str, value: Any) -> str:
+    """A non-empty printable word without spaces, at most :data:`MAX_TEXT` characters."""
+    text = _string(name, value)
+    if not text or len(text) > MAX_TEXT or not _printable(text):
+        raise InvalidInput(name, f"must be a non-empty word (max {MAX_TEXT}), got {text[:80]!r}")
+    return text
+
+
+def optional_spiffe_uri(name: str, value: Any) -> str:
+    """A ``spiffe://`` URI, or "" for "not given"."""
+    text = _string(name, value)
+    if text and (not text.startswith("spiffe://") or len(text) > 2048 or not _printable(text)):
+        raise InvalidInput(name, f"must be a spiffe:// URI, got {text[:80]!r}")
+    return text
+
+
+def file_or_name(name: str, value: Any) -> str:
+    """A name, or a file's path: a string without control characters, at most 4096
+    characters, no part of it longer than 255 ("" is left to the caller to refuse)."""
+    text = _string(name, value)
+    if len(text) > MAX_PATH or any(len(part) > 255 for part in text.split("/")):
+        raise InvalidInput(name, f"is too long for a name or a path: {text[:80]!r}...")
+    if not all(c.isprintable() for c in text):
+        raise InvalidInput(name, f"holds control characters: {text[:80]!r}")
+    return text
 
 
 def label_selector(name: str, value: Any, *, allow_empty: bool = False) -> str:
@@ -93,9 +144,13 @@ def label_selector(name: str, value: Any, *, allow_empty: bool = False) -> str:
         if allow_empty:
             return text
         raise InvalidInput(name, "must not be empty (it would select every pod)")
+    if len(text) > MAX_TEXT:
+        raise InvalidInput(name, f"is longer than {MAX_TEXT} characters: {text[:80]!r}...")
     for term in _split_terms(text):
         if not _SELECTOR_TERM.fullmatch(term.strip()):
-            raise InvalidInput(name, f"{text!r} is not a label selector (bad term {term!r})")
+            raise InvalidInput(
+                name, f"{text!r:.80} is not a label selector (bad term {term!r:.80})"
+            )
     return text
 
 
@@ -120,41 +175,45 @@ def _split_terms(selector: str) -> list[str]:
 
 def image(name: str, value: Any, needs: str) -> str:
     """A container image reference for a pod the pack starts; ``needs`` says what it must hold."""
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+    text = value.strip() if isinstance(value, str) else ""
+    if not text or len(text) > MAX_TEXT or not _printable(text):
         raise InvalidInput(name, f"must name an image that has {needs}")
-    return value.strip()
+    return text
 
 
 # ---------------------------------------------------------------- numbers and booleans
 
 
-def _integer(name: str, value: Any, minimum: int, maximum: int | None) -> int:
+def _integer(name: str, value: Any, minimum: int, maximum: int, unit: str = "") -> int:
     """An integer in [minimum, maximum] (a bool is refused, although Python counts it)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(name, f"must be an integer, got {type(value).__name__}")
-    if maximum is not None and not minimum <= value <= maximum:
-        raise InvalidInput(name, f"must be between {minimum} and {maximum}, got {value}")
-    if value < minimum:
-        raise InvalidInput(name, f"must be >= {minimum}, got {value}")
+        raise InvalidInput(name, f"must be a whole number{unit}, got {_kind(value)}")
+    if not minimum <= value <= maximum:
+        raise InvalidInput(name, f"must be between {minimum} and {maximum}{unit}, got {value}")
     return value
 
 
-def non_negative_int(name: str, value: Any, maximum: int | None = None) -> int:
-    """An integer >= 0, and <= ``maximum`` when one is given (a count that may be 0)."""
+def non_negative_int(name: str, value: Any, maximum: int = MAX_COUNT) -> int:
+    """An integer in [0, ``maximum``] (a count that may be 0)."""
     return _integer(name, value, 0, maximum)
 
 
-def positive_int(name: str, value: Any, maximum: int | None = None) -> int:
-    """An integer >= 1, and <= ``maximum`` when one is given (a count, whole seconds)."""
+def positive_int(name: str, value: Any, maximum: int = MAX_COUNT) -> int:
+    """An integer in [1, ``maximum``] (a count)."""
     return _integer(name, value, 1, maximum)
 
 
-def positive_number(name: str, value: Any) -> float:
-    """A finite number > 0 (an interval in seconds)."""
+def duration(name: str, value: Any, minimum: int = 1, maximum: int = MAX_SECONDS) -> int:
+    """Whole seconds in [minimum, maximum] (a timeout, a fault's duration; at most 24 h)."""
+    return _integer(name, value, minimum, min(maximum, MAX_SECONDS), " seconds")
+
+
+def positive_number(name: str, value: Any, maximum: float = MAX_COUNT) -> float:
+    """A finite number in (0, ``maximum``]."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(name, f"must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInput(name, f"must be > 0, got {value}")
+        raise InvalidInput(name, f"must be a number, got {_kind(value)}")
+    if not math.isfinite(value) or not 0 < value <= maximum:
+        raise InvalidInput(name, f"must be > 0 and at most {maximum:g}, got {value}")
     return float(value)
 
 
@@ -168,11 +227,13 @@ def fraction(name: str, value: Any) -> float:
     return number
 
 
-def seconds(name: str, value: Any, minimum: float, maximum: float) -> float:
-    """A number of seconds in [minimum, maximum] (a timeout)."""
+def seconds(name: str, value: Any, minimum: float, maximum: float = MAX_SECONDS) -> float:
+    """A number of seconds in [minimum, maximum] (a timeout; an interval, whose minimum
+    bounds the rate that follows); never more than 24 h."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(name, f"must be a number of seconds, got {_kind(value)}")
     number = float(value)
+    maximum = min(maximum, MAX_SECONDS)
     if math.isnan(number) or not minimum <= number <= maximum:
         raise InvalidInput(
             name, f"must be between {minimum:g} and {maximum:g} seconds, got {value}"
@@ -181,10 +242,16 @@ def seconds(name: str, value: Any, minimum: float, maximum: float) -> float:
 
 
 def boolean(name: str, value: Any) -> bool:
-    """A real boolean: the string "false" is truthy in Python, so it is refused."""
-    if not isinstance(value, bool):
-        raise InvalidInput(name, f"must be true or false, got {type(value).__name__} {value!r}")
-    return value
+    """A JSON boolean, or exactly the string ``true`` or ``false`` (what ``--var`` passes).
+
+    Anything else is refused: ``"yes"``, ``"0"``, ``"False "``, 1 (the string "false"
+    is truthy in Python, so a plain ``bool()`` would turn it into True)."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return bool(value == "true")
+    shown = f"{value!r:.80}"
+    raise InvalidInput(name, f"must be true or false, got {_kind(value)} {shown}")
 
 
 # ---------------------------------------------------------------- HTTP requests
@@ -215,8 +282,13 @@ def port(name: str, value: Any) -> int:
 
 def url_path(name: str, value: Any) -> str:
     """A URL's path: starts with ``/``, no spaces or control characters."""
-    if not isinstance(value, str) or not value.startswith("/") or not _printable(value):
-        raise InvalidInput(name, f"must be a path starting with '/', got {value!r}")
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or len(value) > MAX_PATH
+        or not _printable(value)
+    ):
+        raise InvalidInput(name, f"must be a path starting with '/', got {value!r:.80}")
     return value
 
 
@@ -224,6 +296,8 @@ def http_url(name: str, value: Any) -> str:
     """An http(s) URL with a host, no credentials, no spaces or control characters."""
     if not isinstance(value, str):
         raise InvalidInput(name, f"must be a URL string, got {_kind(value)}")
+    if len(value) > MAX_PATH:
+        raise InvalidInput(name, f"is longer than {MAX_PATH} characters: {value[:80]!r}...")
     if not _printable(value):
         raise InvalidInput(name, f"{value!r} holds spaces or control characters")
     try:

@@ -112,7 +112,13 @@ def init(directory: Path, force: bool) -> None:
 @click.option("--kubeconfig", default="", help="Kubeconfig to use (default: $KUBECONFIG).")
 @click.option("--node", default="", help="Only partitions on this node.")
 @click.option("--namespace", default="", help="Only Deployments in this namespace.")
-def rollback(kubeconfig: str, node: str, namespace: str) -> None:
+@click.option(
+    "--fault-namespace",
+    default="chaosmesh-sec-faults",
+    show_default=True,
+    help="Where partition fault pods are looked for (the experiments' fault_namespace).",
+)
+def rollback(kubeconfig: str, node: str, namespace: str, fault_namespace: str) -> None:
     """Heal every leftover fault recorded in the cluster's ledger, report as JSON.
 
     Undoes what faults left behind after a crash or a skipped rollback: partition fault
@@ -123,8 +129,16 @@ def rollback(kubeconfig: str, node: str, namespace: str) -> None:
 
     configuration = {"kubeconfig_path": kubeconfig} if kubeconfig else None
     try:
-        result = heal_leftovers(node=node, namespace=namespace, configuration=configuration)
+        result = heal_leftovers(
+            node=node,
+            namespace=namespace,
+            fault_namespace=fault_namespace,
+            configuration=configuration,
+        )
     except ChaosMeshSecError as exc:
+        done = getattr(exc, "result", None)
+        if done is not None:
+            click.echo(json.dumps(done, indent=2))
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(json.dumps(result, indent=2))

@@ -14,7 +14,9 @@ to ``""``.
 
 TLS verification of the API server is always on. A kubeconfig whose cluster sets
 ``insecure-skip-tls-verify: true`` is refused (:class:`InvalidInput`): give the
-cluster's ``certificate-authority`` / ``certificate-authority-data`` instead.
+cluster's ``certificate-authority`` / ``certificate-authority-data`` instead. So is a
+server that is not ``https://`` (a token would cross the network in the clear), before
+any request is sent.
 Nothing here logs a token or a client key.
 """
 
@@ -24,6 +26,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3.exceptions
 import yaml
@@ -32,7 +35,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from chaosmesh_sec.errors import ChaosMeshSecError, ClusterUnreachable, InvalidInput
+from chaosmesh_sec.errors import ApiError, ClusterUnreachable, InvalidInput
 
 __all__ = [
     "api_client",
@@ -109,6 +112,8 @@ def api_client(
                 "no Kubernetes config: set kubeconfig_path (configuration or secrets) "
                 f"or KUBECONFIG, or run in a pod ({exc})"
             ) from exc
+        if urlsplit(str(cfg.host)).scheme != "https":
+            raise ClusterUnreachable(f"in-cluster API server {cfg.host!r} is not https://")
         logger.debug("Kubernetes API %s (in-cluster ServiceAccount)", cfg.host)
         return k8s.ApiClient(configuration=cfg)
 
@@ -125,6 +130,12 @@ def api_client(
     except (OSError, ValueError, yaml.YAMLError, TypeError, AttributeError, KeyError) as exc:
         # unreadable file, not YAML, or YAML that is not shaped like a kubeconfig
         raise InvalidInput(where, f"kubeconfig {path!r} could not be read: {exc}") from exc
+    if urlsplit(str(cfg.host)).scheme != "https":
+        raise InvalidInput(
+            where,
+            f"kubeconfig {path!r}: the API server {str(cfg.host)!r} is not https://; this pack "
+            "only speaks TLS to the API server (a token would cross the network in the clear)",
+        )
     if not cfg.verify_ssl:
         raise InvalidInput(
             where,
@@ -169,19 +180,22 @@ def api_errors(what: str) -> Iterator[None]:
 
     ``what`` says what was being done ("list istiod pods in istio-system"). Connection
     failures and rejected credentials become :class:`ClusterUnreachable`; any other
-    API error a :class:`ChaosMeshSecError` with the status and reason (never the body,
-    which may echo request data). 404s the caller expects must be handled inside.
+    API error an :class:`ApiError` with the status and reason as attributes. Neither is
+    chained to the client's exception (``from None``): its text holds the response's
+    headers and body, which may echo request data, and chaoslib writes the whole chain
+    into the journal. 404s the caller expects must be handled inside.
     """
     try:
         yield
     except ApiException as exc:
-        if exc.status == 401:
-            raise ClusterUnreachable(f"{what}: the API server rejected the credentials") from exc
-        raise ChaosMeshSecError(f"{what}: API error {exc.status} {exc.reason}") from exc
+        status, reason = exc.status, str(exc.reason or "")
+        if status == 401:
+            raise ClusterUnreachable(f"{what}: the API server rejected the credentials") from None
+        raise ApiError(f"{what}: API error {status} {reason}", status, reason) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise ClusterUnreachable(
             f"{what}: cannot reach the API server{_server_of(exc)} ({_cause_of(exc)})"
-        ) from exc
+        ) from None
 
 
 def _server_of(exc: BaseException) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "activity",
     "activity_runs",
     "exception_text",
+    "fail_open_cells",
     "fail_open_message",
     "fail_open_raised",
     "method_runs",
@@ -146,6 +147,35 @@ def fail_open_raised(text: str) -> FailOpenRaised | None:
         return None
     cells = tuple(c.strip() for c in found["cells"].split(",") if " -> " in c)
     return FailOpenRaised(found["matrix"].strip(), cells)
+
+
+def _is_matrix(run: Mapping[str, Any]) -> bool:
+    """An identity matrix run, by its function's name."""
+    provider = activity(run).get("provider")
+    return isinstance(provider, Mapping) and provider.get("func") == MATRIX_FUNC
+
+
+def fail_open_cells(journal: Mapping[str, Any]) -> int:
+    """Cells with ``fail_open: true`` in every identity matrix output of the journal, in
+    any phase (a cell found open before and after counts twice), plus those a matrix
+    named in a ``FailOpen`` it raised (``fail_on_fail_open``: such a run has no output)."""
+    count = 0
+    for _phase, run in activity_runs(journal):
+        if not _is_matrix(run):
+            continue
+        output = run.get("output")
+        if isinstance(output, Mapping):
+            count += sum(
+                1
+                for c in output.get("cells") or []
+                if isinstance(c, Mapping) and c.get("fail_open")
+            )
+            continue
+        text = exception_text(run)
+        if FAIL_OPEN_ERROR in text:
+            raised = fail_open_raised(text)
+            count += max(1, len(raised.cells) if raised else 0)
+    return count
 
 
 # ---------------------------------------------------------------- the safety net

@@ -13,8 +13,16 @@ it there). Declare it in an experiment::
                   "provider": {"type": "python",
                                "module": "chaosmesh_sec.controls.safety_net"}}]
 
-It heals every leftover in the cluster, so run one experiment at a time per
-cluster (a game day does).
+It heals every leftover in the cluster (partitions: in the fault namespace, the
+control's ``fault_namespace`` argument, else the experiment's configuration
+``fault_namespace``, else :data:`chaosmesh_sec.faults._ledger.FAULT_NAMESPACE`), so run
+one experiment at a time per cluster (a game day does). Any failure, the pack's or
+not, is recorded as the record's ``error`` (with what was healed all the same): the
+game day then exits 3.
+
+A fail-open cell anywhere in the journal (before, during or after the method, in the
+method itself or its rollbacks) marks the run ``deviated``, so ``chaos run`` exits
+non-zero even when the hypothesis' tolerance let the cell through.
 """
 
 from __future__ import annotations
@@ -22,13 +30,32 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chaosmesh_sec.errors import ChaosMeshSecError
+from kubernetes.client.exceptions import ApiException
+
+from chaosmesh_sec.errors import ChaosMeshSecError, RollbackFailed
+from chaosmesh_sec.faults._ledger import FAULT_NAMESPACE
 from chaosmesh_sec.faults.leftovers import heal_leftovers
-from chaosmesh_sec.journal import SAFETY_NET_EXTENSION
+from chaosmesh_sec.journal import SAFETY_NET_EXTENSION, fail_open_cells
 
 __all__ = ["after_experiment_control"]
 
 logger = logging.getLogger("chaostoolkit")
+
+
+def _fault_namespace(argument: str, configuration: dict[str, Any] | None) -> str:
+    if argument:
+        return argument
+    given = (configuration or {}).get("fault_namespace")
+    return given if isinstance(given, str) and given else FAULT_NAMESPACE
+
+
+def _brief(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"API error {exc.status} {exc.reason}"
+    if isinstance(exc, ChaosMeshSecError):
+        return str(exc)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first[:300]}"
 
 
 def after_experiment_control(
@@ -37,21 +64,33 @@ def after_experiment_control(
     configuration: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
     namespace: str = "",
+    fault_namespace: str = "",
     **kwargs: Any,
 ) -> None:
     """Heal leftovers once the experiment (and any rollbacks) ended; note it in the journal."""
     record: dict[str, Any] = {"name": SAFETY_NET_EXTENSION}
     try:
         record["healed"] = heal_leftovers(
-            namespace=namespace, configuration=configuration, secrets=secrets
+            namespace=namespace,
+            fault_namespace=_fault_namespace(fault_namespace, configuration),
+            configuration=configuration,
+            secrets=secrets,
         )
-    except ChaosMeshSecError as exc:
-        logger.error("safety net: could not heal everything: %s", exc)
-        record["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the journal must say so
+        logger.error("safety net: could not heal everything: %s", _brief(exc))
+        record["error"] = _brief(exc)
+        if isinstance(exc, RollbackFailed) and exc.result is not None:
+            record["healed"] = exc.result
     else:
         if record["healed"]["nothing_left"]:
             logger.info("safety net: no fault left in effect")
         else:
             logger.warning("safety net: healed faults the rollbacks left: %s", record["healed"])
     if isinstance(state, dict):
+        opened = fail_open_cells(state)
+        if opened:
+            record["fail_open_cells"] = opened
+            if not state.get("deviated"):
+                logger.error("safety net: %d fail-open cell(s): the run is deviated", opened)
+                state["deviated"] = True
         state.setdefault("extensions", []).append(record)

@@ -5,7 +5,9 @@ runner may be a CronJob pod that dies with its file, or a laptop that lost its
 connection. Each entry is the label ``chaosmesh-sec.io/fault`` (so one list call
 finds every entry) and annotations saying what to restore:
 
-- a fault pod (the partition): its label, run id and the exact removal script
+- a fault pod (the partition), in the fault namespace (:data:`FAULT_NAMESPACE` unless
+  the experiment says otherwise): its label and run id. The heal rebuilds the removal
+  from the run id; nothing read from the cluster is ever run
   (see :mod:`chaosmesh_sec.faults.apiserver_partition`);
 - a scaled Deployment: ``chaosmesh-sec.io/replicas-before``, the count before the
   *first* unrestored change (a second scale keeps it), and when and by what.
@@ -24,6 +26,7 @@ from chaosmesh_sec.client import api_errors
 
 __all__ = [
     "FAULT_LABEL",
+    "FAULT_NAMESPACE",
     "REPLICAS_BEFORE",
     "RUN_LABEL",
     "SCALE_KIND",
@@ -35,6 +38,8 @@ __all__ = [
 logger = logging.getLogger("chaostoolkit")
 
 FAULT_LABEL = "chaosmesh-sec.io/fault"
+FAULT_NAMESPACE = "chaosmesh-sec-faults"
+"""Where fault pods go unless an experiment says otherwise (``deploy/`` creates it)."""
 RUN_LABEL = "chaosmesh-sec.io/run-id"
 SCALE_KIND = "scale"
 REPLICAS_BEFORE = "chaosmesh-sec.io/replicas-before"

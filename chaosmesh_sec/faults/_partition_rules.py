@@ -8,10 +8,25 @@ is what the rollback runs through ``exec``.
 """
 
 import ipaddress
+import re
 import shlex
+import uuid
 from dataclasses import dataclass
 
-__all__ = ["SCOPES", "Endpoint", "PartitionPlan", "plan"]
+__all__ = [
+    "RUN_ID",
+    "SCOPES",
+    "Endpoint",
+    "PartitionPlan",
+    "is_run_id",
+    "new_run_id",
+    "plan",
+    "removal_script",
+    "verify_script",
+]
+
+RUN_ID = re.compile(r"[0-9a-f]{8}")
+"""A partition's run id: 8 lowercase hex digits (what :func:`new_run_id` makes)."""
 
 SCOPES = ("host", "pods", "node")
 """``host``: the node's own traffic (kubelet, hostNetwork agents) - mangle OUTPUT/INPUT.
@@ -115,9 +130,35 @@ class PartitionPlan:
         )
 
 
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` is a run id this pack makes (8 lowercase hex digits)."""
+    return isinstance(value, str) and RUN_ID.fullmatch(value) is not None
+
+
+def new_run_id() -> str:
+    """A fresh run id (8 hex digits of a random UUID)."""
+    return uuid.uuid4().hex[:8]
+
+
+def _checked(run_id: str) -> str:
+    if not is_run_id(run_id):
+        raise ValueError(f"{run_id!r} is not a partition run id (8 hex digits)")
+    return run_id
+
+
+def removal_script(run_id: str) -> str:
+    """Shell that removes every rule and chain a partition of ``run_id`` can have installed.
+
+    Built from the run id alone (never read from the cluster): the jumps of every scope,
+    then the chains; each step tolerated, so a jump the partition's scope never made is
+    skipped. The chains are all it needs: the DROP rules go with them.
+    """
+    return PartitionPlan(_checked(run_id), "node", (), 0).remove_script()
+
+
 def verify_script(run_id: str) -> str:
     """Shell that prints how many rules or chains of ``run_id`` remain (0 when healed)."""
-    return f"iptables-save -t mangle | grep -c -- {shlex.quote('CMS-' + run_id)} || true"
+    return f"iptables-save -t mangle | grep -c -- {shlex.quote('CMS-' + _checked(run_id))} || true"
 
 
 def plan(
@@ -127,5 +168,8 @@ def plan(
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
     if not endpoints:
         raise ValueError("no API server address to cut")
+    ipv6 = [e.ip for e in endpoints if ipaddress.ip_address(e.ip).version != 4]
+    if ipv6:
+        raise ValueError(f"IPv6 addresses {ipv6} cannot be cut: the rules are iptables (IPv4)")
     unique = tuple(dict.fromkeys(endpoints))
     return PartitionPlan(run_id, scope, unique, duration_seconds)

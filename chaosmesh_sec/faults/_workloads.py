@@ -89,7 +89,7 @@ def delete_pod(core: Any, pod: Any) -> bool:
 
 def deployment_name(name: str, value: Any) -> str:
     """A required Deployment name (its default "" means "not given")."""
-    if value == "":
+    if isinstance(value, str) and value == "":
         raise InvalidInput(name, "required: the name of a Deployment")
     return _validate.dns_subdomain(name, value)
 

@@ -14,9 +14,9 @@ closer to a full cut, but then the rollback cannot ``exec`` and the pod's own ti
 (or its deletion once the node is back) is what heals it.
 """
 
+import ipaddress
 import logging
 import time
-import uuid
 from typing import Any
 
 import urllib3
@@ -26,15 +26,18 @@ from kubernetes import watch
 from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_client, api_errors
-from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
+from chaosmesh_sec.errors import ChaosMeshSecError, FaultNotApplied, InvalidInput, RollbackFailed
 from chaosmesh_sec.faults import _cut
-from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
+from chaosmesh_sec.faults._ledger import FAULT_LABEL, FAULT_NAMESPACE, RUN_LABEL
 from chaosmesh_sec.faults._partition_rules import (
     APPLIED_MARK,
     SCOPES,
     Endpoint,
     PartitionPlan,
+    is_run_id,
+    new_run_id,
     plan,
+    removal_script,
     verify_script,
 )
 
@@ -43,22 +46,58 @@ __all__ = ["heal_apiserver_partition", "partition_node_from_apiserver"]
 logger = logging.getLogger("chaostoolkit")
 
 FAULT_KIND = _cut.PARTITION_KIND
-PLAN_ANNOTATION = "chaosmesh-sec.io/partition-plan"
 PACK = "chaosmesh-sec"
+NAME_LABEL = "app.kubernetes.io/name"
 MAX_DURATION = 3600
 APPLY_TIMEOUT = 60
 EXEC_TIMEOUT = 30
 
 
-def _pick_node(core: k8s.CoreV1Api, node: str, pods_selector: str, pods_namespace: str) -> str:
+def _target(node: Any, pods_selector: Any, pods_namespace: Any) -> tuple[str, str, str]:
+    """The node, or the selector and namespace of the pods whose node to cut (checked)."""
+    node = _validate.optional_dns_subdomain("node", node)
+    pods_selector = _validate.optional_label_selector("target_pods_selector", pods_selector)
+    pods_namespace = _validate.dns_label("target_pods_namespace", pods_namespace)
     if bool(node) == bool(pods_selector):
         raise InvalidInput("node", "give either node or target_pods_selector (exactly one)")
+    return node, pods_selector, pods_namespace
+
+
+def _extra_hosts(value: Any) -> list[tuple[str, int | None]]:
+    """``IP`` or ``IP:port`` items, comma-separated: IPv4 only, ports 1-65535."""
+    if not isinstance(value, str):
+        raise InvalidInput("extra_hosts", f"must be a comma-separated string, got {value!r:.80}")
+    if len(value) > _validate.MAX_TEXT:
+        raise InvalidInput("extra_hosts", f"is longer than {_validate.MAX_TEXT} characters")
+    hosts: list[tuple[str, int | None]] = []
+    for raw in (h.strip() for h in value.split(",") if h.strip()):
+        host, colon, port = raw.rpartition(":") if raw.count(":") == 1 else (raw, "", "")
+        ip = _ipv4("extra_hosts", host, raw)
+        if not colon:
+            hosts.append((ip, None))
+            continue
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise InvalidInput("extra_hosts", f"{raw!r}: the port must be 1-65535")
+        hosts.append((ip, int(port)))
+    return hosts
+
+
+def _ipv4(name: str, host: str, raw: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise InvalidInput(name, f"{raw!r:.80} is not an IP or IP:port") from None
+    if address.version != 4:
+        raise InvalidInput(
+            name, f"{raw!r}: IPv6 is not supported (the partition installs iptables rules only)"
+        )
+    return str(address)
+
+
+def _pick_node(core: k8s.CoreV1Api, node: str, pods_selector: str, pods_namespace: str) -> str:
     if node:
-        _validate.dns_subdomain("node", node)
         _kube.require_node(core, node)
         return node
-    _validate.label_selector("target_pods_selector", pods_selector)
-    _validate.dns_label("target_pods_namespace", pods_namespace)
     with api_errors(f"list pods {pods_selector!r} in {pods_namespace}"):
         listed: Any = core.list_namespaced_pod(pods_namespace, label_selector=pods_selector)
     pods: list[Any] = listed.items
@@ -76,7 +115,7 @@ def _running_on_a_node(pod: Any) -> bool:
 
 
 def _apiserver_endpoints(
-    core: k8s.CoreV1Api, discovery: k8s.DiscoveryV1Api, extra_hosts: str
+    core: k8s.CoreV1Api, discovery: k8s.DiscoveryV1Api, extra_hosts: list[tuple[str, int | None]]
 ) -> list[Endpoint]:
     """Every address of the API server: Service ClusterIP, EndpointSlices, extra hosts."""
     found: list[Endpoint] = []
@@ -96,13 +135,20 @@ def _apiserver_endpoints(
         for ep in sl.endpoints or []:
             for addr in ep.addresses or []:
                 found += [Endpoint(addr, port) for port in ports or [0]]
-    for raw in (h.strip() for h in extra_hosts.split(",") if h.strip()):
-        host, _, port = raw.partition(":")
-        try:
-            ports_for_host = [int(port)] if port else sorted(served) or [0]
-            found += [Endpoint(host, p) for p in ports_for_host]
-        except ValueError as exc:
-            raise InvalidInput("extra_hosts", f"{raw!r} is not an IP or IP:port") from exc
+    for host, port in extra_hosts:
+        found += [Endpoint(host, p) for p in ([port] if port else sorted(served) or [0])]
+    return _ipv4_only(found)
+
+
+def _ipv4_only(found: list[Endpoint]) -> list[Endpoint]:
+    """``found``, if every address is IPv4; else FaultNotApplied, before any change (the
+    rules are iptables, not ip6tables: an IPv6 address would stay reachable)."""
+    ipv6 = sorted({e.ip for e in found if ipaddress.ip_address(e.ip).version == 6})
+    if ipv6:
+        raise FaultNotApplied(
+            f"the API server has IPv6 addresses ({', '.join(ipv6)}): the partition installs "
+            "iptables (IPv4) rules only and would leave them reachable; nothing was changed"
+        )
     return found
 
 
@@ -110,13 +156,12 @@ def _fault_pod(p: PartitionPlan, node: str, image: str) -> k8s.V1Pod:
     labels = {
         FAULT_LABEL: FAULT_KIND,
         RUN_LABEL: p.run_id,
-        "app.kubernetes.io/name": "chaosmesh-sec",
+        NAME_LABEL: PACK,
     }
     return k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(
             name=f"cms-partition-{p.run_id}",
             labels=labels,
-            annotations={PLAN_ANNOTATION: p.remove_script()},
         ),
         spec=k8s.V1PodSpec(
             node_name=node,
@@ -188,7 +233,7 @@ def partition_node_from_apiserver(
     all_ports: bool = False,
     extra_hosts: str = "",
     image: str = "docker.io/nicolaka/netshoot:v0.13",
-    fault_namespace: str = "default",
+    fault_namespace: str = FAULT_NAMESPACE,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
@@ -202,19 +247,24 @@ def partition_node_from_apiserver(
     The rules remove themselves after ``duration_seconds`` even if this runner dies.
     Returns the run id, node, fault pod, the exact rules and when they took effect.
     """
-    duration = _validate.positive_int("duration_seconds", duration_seconds, maximum=MAX_DURATION)
-    if scope not in SCOPES:
-        raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r}")
+    duration = _validate.duration("duration_seconds", duration_seconds, maximum=MAX_DURATION)
+    if not isinstance(scope, str) or scope not in SCOPES:
+        raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r:.80}")
+    all_ports = _validate.boolean("all_ports", all_ports)
+    hosts = _extra_hosts(extra_hosts)
     image = _validate.image("image", image, "sh and iptables")
-    _validate.dns_label("fault_namespace", fault_namespace)
+    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
+    node, target_pods_selector, target_pods_namespace = _target(
+        node, target_pods_selector, target_pods_namespace
+    )
     api = api_client(configuration, secrets)
     core = k8s.CoreV1Api(api)
     _kube.require_namespace(core, fault_namespace, "fault_namespace")
     target = _pick_node(core, node, target_pods_selector, target_pods_namespace)
-    endpoints = _apiserver_endpoints(core, k8s.DiscoveryV1Api(api), extra_hosts)
+    endpoints = _apiserver_endpoints(core, k8s.DiscoveryV1Api(api), hosts)
     if all_ports:
         endpoints = [Endpoint(e.ip, 0) for e in endpoints]
-    p = plan(uuid.uuid4().hex[:8], scope, endpoints, duration)
+    p = plan(new_run_id(), scope, endpoints, duration)
     pod = _fault_pod(p, target, image)
     name = str(pod.metadata.name)  # type: ignore[union-attr]
     started = time.time()
@@ -274,56 +324,125 @@ def _exec(core: k8s.CoreV1Api, pod: Any, script: str) -> str:
     return out
 
 
+def _run_id_of(pod: Any) -> tuple[str, str]:
+    """``(run_id, "")`` for a fault pod of the pack's shape, else ``("", why it is not)``.
+
+    The shape is what :func:`_fault_pod` makes: its labels, a run id of 8 hex digits,
+    the name made from it, hostNetwork, one container ``partition``. A pod that merely
+    carries the fault label (anyone who may create pods there can add it) is a stranger.
+    """
+    meta: Any = pod.metadata
+    spec: Any = pod.spec
+    labels = meta.labels or {}
+    run_id = labels.get(RUN_LABEL)
+    if not is_run_id(run_id):
+        return "", f"label {RUN_LABEL} is {run_id!r}, not a run id of this pack"
+    if labels.get(FAULT_LABEL) != FAULT_KIND or labels.get(NAME_LABEL) != PACK:
+        return "", f"labels {FAULT_LABEL} / {NAME_LABEL} are not the pack's"
+    if meta.name != f"cms-partition-{run_id}":
+        return "", f"its name is not cms-partition-{run_id}"
+    containers = [c.name for c in (spec.containers if spec else None) or []]
+    if not spec or spec.host_network is not True or containers != ["partition"]:
+        return "", "it is not a hostNetwork pod with the one container 'partition'"
+    return str(run_id), ""
+
+
+def _brief(exc: BaseException) -> str:
+    """What went wrong, without a response body or headers (an API error's body may echo
+    the request)."""
+    if isinstance(exc, k8s.ApiException):
+        return f"API error {exc.status} {exc.reason}"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}" if not isinstance(exc, ChaosMeshSecError) else text
+
+
+def _heal_one(core: k8s.CoreV1Api, pod: Any, run_id: str) -> tuple[str, list[str]]:
+    """Heal one fault pod of the pack: ``(what it was, the problems met)``.
+
+    A Running pod gets the removal built from its run id, then a count of what is left;
+    every pod is deleted (a pod still running removes its rules on SIGTERM). What it
+    was: ``healed`` (rules removed and verified), ``expired`` (Succeeded: its rules
+    removed themselves when its time was up) or ``ended`` (any other state).
+    """
+    meta: Any = pod.metadata
+    phase = pod.status.phase if pod.status else None
+    problems: list[str] = []
+    kind = "expired" if phase == "Succeeded" else "ended"
+    if phase == "Running" and not meta.deletion_timestamp:
+        kind = "healed"
+        try:
+            _exec(core, pod, removal_script(run_id))
+            lines = _exec(core, pod, verify_script(run_id)).strip().splitlines()
+            left = lines[-1].strip() if lines else ""
+        except Exception as exc:  # noqa: BLE001 - reported; the deletion below heals too
+            problems.append(f"exec failed ({_brief(exc)}); its own timer will heal")
+        else:
+            if left != "0":
+                problems.append(f"{left or 'an unknown number of'} rule(s) left after removal")
+    try:
+        with api_errors(f"delete fault pod {meta.namespace}/{meta.name}"):
+            _delete_pod(core, meta.name, meta.namespace)
+    except Exception as exc:  # noqa: BLE001 - reported with the rest
+        problems.append(f"not deleted ({_brief(exc)})")
+    return kind, problems
+
+
 def heal_apiserver_partition(
     node: str = "",
     run_id: str = "",
-    fault_namespace: str = "",
+    fault_namespace: str = FAULT_NAMESPACE,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
     """Remove partitions by exact spec, verify no rule is left, delete their fault pods.
 
-    Finds fault pods by label (all namespaces unless ``fault_namespace``), optionally
-    only those on ``node`` or of ``run_id``. Safe to repeat; finished fault pods are
-    deleted too. Raises RollbackFailed if a rule could not be shown to be gone.
+    Looks only in `fault_namespace` (where the partition put its pods), optionally only
+    at pods on `node` or of `run_id`. The removal is rebuilt from each pod's run id,
+    never read from the cluster; a labelled pod not of the pack's shape is a stranger,
+    listed and left alone. Each pod is healed on its own: one failure does not stop the
+    rest. Safe to repeat. Returns `{"healed", "expired", "ended", "failed", "strangers",
+    "fault_pods_deleted"}`; raises RollbackFailed (carrying that result) if a pod could
+    not be healed or a rule could not be shown to be gone.
     """
+    node = _validate.optional_dns_subdomain("node", node)
+    if not isinstance(run_id, str) or (run_id and not is_run_id(run_id)):
+        raise InvalidInput("run_id", f"{run_id!r:.80} is not a partition run id (8 hex digits)")
+    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
     selector = f"{FAULT_LABEL}={FAULT_KIND}"
     if run_id:
         selector += f",{RUN_LABEL}={run_id}"
-    if fault_namespace:
-        _validate.dns_label("fault_namespace", fault_namespace)
     core = k8s.CoreV1Api(api_client(configuration, secrets))
-    with api_errors("list partition fault pods"):
-        pods = (
-            core.list_namespaced_pod(fault_namespace, label_selector=selector).items
-            if fault_namespace
-            else core.list_pod_for_all_namespaces(label_selector=selector).items
-        )
-    healed: list[JSONObject] = []
-    removed: list[str] = []
-    failures: list[str] = []
-    for pod in pods:
+    with api_errors(f"list partition fault pods in {fault_namespace}"):
+        pods: list[Any] = core.list_namespaced_pod(fault_namespace, label_selector=selector).items
+    result: dict[str, list[Any]] = {
+        "healed": [],
+        "expired": [],
+        "ended": [],
+        "failed": [],
+        "strangers": [],
+        "fault_pods_deleted": [],
+    }
+    for pod in sorted(pods, key=lambda p: str(p.metadata.name)):
         meta: Any = pod.metadata
-        spec: Any = pod.spec
-        if node and spec.node_name != node:
+        where = f"{meta.namespace}/{meta.name}"
+        on = pod.spec.node_name if pod.spec else None
+        if node and on != node:
             continue
-        if pod.status and pod.status.phase == "Running" and not meta.deletion_timestamp:
-            remove = (meta.annotations or {}).get(PLAN_ANNOTATION, "")
-            verify = verify_script(meta.labels[RUN_LABEL])
-            try:
-                _exec(core, pod, remove)
-                left = _exec(core, pod, verify).strip().splitlines()[-1]
-            except Exception as exc:  # noqa: BLE001 - reported, then the pod is deleted
-                failures.append(f"{meta.name}: exec failed ({exc}); its own timer will heal")
-            else:
-                if left != "0":
-                    failures.append(f"{meta.name}: {left} rule(s) still present after removal")
-                else:
-                    healed.append({"run_id": meta.labels[RUN_LABEL], "node": spec.node_name})
-        with api_errors(f"delete fault pod {meta.name}"):
-            _delete_pod(core, meta.name, meta.namespace)
-        removed.append(f"{meta.namespace}/{meta.name}")
-        logger.info("partition %s: fault pod %s deleted", meta.labels.get(RUN_LABEL), meta.name)
-    if failures:
-        raise RollbackFailed("; ".join(failures))
-    return {"healed": healed, "fault_pods_deleted": removed}
+        pod_run, why = _run_id_of(pod)
+        if not pod_run:
+            logger.warning("partition heal: %s is not a fault pod of this pack (%s)", where, why)
+            result["strangers"].append({"pod": where, "node": on, "why": why})
+            continue
+        kind, problems = _heal_one(core, pod, pod_run)
+        entry = {"run_id": pod_run, "node": on}
+        if problems:
+            result["failed"].append({**entry, "pod": where, "problems": problems})
+        else:
+            result[kind].append(entry)
+        if not any(p.startswith("not deleted") for p in problems):
+            result["fault_pods_deleted"].append(where)
+            logger.info("partition %s: fault pod %s deleted (%s)", pod_run, where, kind)
+    if result["failed"]:
+        failures = "; ".join(f"{f['pod']}: {', '.join(f['problems'])}" for f in result["failed"])
+        raise RollbackFailed(f"partition heal: {failures}", result=dict(result))
+    return dict(result)

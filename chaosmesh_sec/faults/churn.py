@@ -132,7 +132,7 @@ def rollout_restart(
     namespace = _validate.dns_label("namespace", namespace)
     cycles = _validate.positive_int("cycles", cycles)
     wait_ready = _validate.boolean("wait_ready", wait_ready)
-    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
+    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
     if cycles > 1 and not wait_ready:
         raise InvalidInput("cycles", "more than one cycle needs wait_ready: true")
 
@@ -209,7 +209,7 @@ class _ScaleRequest:
             _replicas(replicas),
             _validate.dns_label("namespace", namespace),
             _validate.boolean("wait_ready", wait_ready),
-            _validate.positive_int("timeout_seconds", timeout_seconds),
+            _validate.duration("timeout_seconds", timeout_seconds),
         )
 
     def current(self, configuration: Any, secrets: Any) -> tuple[Any, Any]:
@@ -233,7 +233,7 @@ class _ScaleRequest:
 
 def _replicas(value: Any) -> int:
     """The ``replicas`` input: required (its default -1 means "not given"), >= 0."""
-    if value == -1 and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value == -1:
         raise InvalidInput("replicas", "required: the number of replicas to set (>= 0)")
     return _validate.non_negative_int("replicas", value)
 

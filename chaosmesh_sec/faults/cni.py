@@ -65,7 +65,7 @@ def restart_cni_pods(
             "nodes", "a rollout restarts the pods on every node: leave nodes empty, or use delete"
         )
     wait_ready = _validate.boolean("wait_ready", wait_ready)
-    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
+    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
     _kube.require_namespace(core, namespace)

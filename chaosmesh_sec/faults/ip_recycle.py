@@ -41,7 +41,7 @@ def hunt_recycled_ip(
     max_rounds: int = 10,
     timeout_seconds: int = 180,
     cut_off_pods: str = "",
-    fault_namespace: str = "default",
+    fault_namespace: str = _ledger.FAULT_NAMESPACE,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
@@ -79,11 +79,8 @@ def hunt_recycled_ip(
         raise InvalidInput("hunter", f"must be another Deployment than victim {victim!r}")
     namespace = _validate.dns_label("namespace", namespace)
     max_rounds = _validate.positive_int("max_rounds", max_rounds)
-    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
-    if not isinstance(cut_off_pods, str):
-        raise InvalidInput("cut_off_pods", "must be a label selector string")
-    if cut_off_pods:
-        _validate.label_selector("cut_off_pods", cut_off_pods)
+    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
+    cut_off_pods = _validate.optional_label_selector("cut_off_pods", cut_off_pods)
     fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)

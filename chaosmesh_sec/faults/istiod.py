@@ -56,13 +56,10 @@ def kill_istiod_replicas(
     count = _validate.non_negative_int("count", count)
     fraction = _validate.fraction("fraction", fraction)
     decided_by = _deciding_input(count, fraction)
-    if not isinstance(node, str):
-        raise InvalidInput("node", f"must be a string, got {type(node).__name__}")
-    if node:
-        node = _validate.dns_subdomain("node", node)
+    node = _validate.optional_dns_subdomain("node", node)
     allow_all = _validate.boolean("allow_all", allow_all)
     wait_ready = _validate.boolean("wait_ready", wait_ready)
-    timeout_seconds = _validate.positive_int("timeout_seconds", timeout_seconds)
+    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
     namespace = _validate.dns_label("namespace", namespace)
     label_selector = _validate.label_selector("label_selector", label_selector)
 

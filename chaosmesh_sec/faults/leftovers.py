@@ -1,19 +1,24 @@
 """Heal whatever faults left behind: the ledger read back and undone, entry by entry.
 
 One action for an experiment's rollbacks, the body of ``chaosmesh-sec rollback``
-and of the safety-net control (:mod:`chaosmesh_sec.controls.safety_net`). It finds
-partition fault pods by their label and removes their rules by exact spec, and
-restores every Deployment whose replica count a churn fault recorded in the ledger
-(:mod:`chaosmesh_sec.faults._ledger`). Safe to repeat: with nothing left it reports
-nothing. No ``from __future__ import annotations``: chaoslib reads the signature.
+and of the safety-net control (:mod:`chaosmesh_sec.controls.safety_net`). It heals
+the partition fault pods of the pack in the fault namespace (their removal rebuilt
+from their run id) and restores every Deployment whose replica count a churn fault
+recorded in the ledger (:mod:`chaosmesh_sec.faults._ledger`). Each entry is tried on
+its own: any failure (the pack's or not) is recorded and the rest go ahead. Safe to
+repeat: with nothing left it reports nothing. No ``from __future__ import
+annotations``: chaoslib reads the signature.
 """
 
 import logging
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import apps_v1
-from chaosmesh_sec.errors import ChaosMeshSecError, RollbackFailed
+from chaosmesh_sec.errors import ChaosMeshSecError, ClusterUnreachable, RollbackFailed
 from chaosmesh_sec.faults import _ledger
 from chaosmesh_sec.faults.apiserver_partition import heal_apiserver_partition
 from chaosmesh_sec.faults.churn import restore_replicas
@@ -23,32 +28,68 @@ __all__ = ["heal_leftovers"]
 logger = logging.getLogger("chaostoolkit")
 
 
+def _brief(exc: BaseException) -> str:
+    """An exception as one line, without an API response's body or headers."""
+    if isinstance(exc, ApiException):
+        return f"API error {exc.status} {exc.reason}"
+    if isinstance(exc, ChaosMeshSecError):
+        return str(exc)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _still_in_effect(partition: Any) -> bool:
+    """Whether the partition heal found a fault of the pack that was in effect (an expired
+    one, Succeeded, removed its own rules: it is cleaned, not counted)."""
+    if not isinstance(partition, dict):
+        return False
+    return bool(partition.get("healed") or partition.get("ended") or partition.get("failed"))
+
+
 def heal_leftovers(
     node: str = "",
     namespace: str = "",
+    fault_namespace: str = _ledger.FAULT_NAMESPACE,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
     """Undo every fault still in effect (only partitions on `node`, Deployments in `namespace`).
 
-    Returns `{"apiserver_partition": {"healed", "fault_pods_deleted"}, "replicas":
-    [{"name", "namespace", "replicas", "previous_replicas"}], "nothing_left": bool}`.
-    Every entry is tried even when one fails; then `RollbackFailed` names all that
-    failed.
+    Partitions are looked for in `fault_namespace` only. Returns `{"apiserver_partition":
+    {"healed", "expired", "ended", "failed", "strangers", "fault_pods_deleted"},
+    "replicas": [{"name", "namespace", "replicas", "previous_replicas"}], "failed":
+    [...], "nothing_left": bool}`. Every entry is tried even when one fails; then
+    `RollbackFailed` (carrying that result) names all that failed.
     """
-    if node:
-        node = _validate.dns_subdomain("node", node)
-    if namespace:
-        namespace = _validate.dns_label("namespace", namespace)
+    node = _validate.optional_dns_subdomain("node", node)
+    namespace = _validate.optional_dns_label("namespace", namespace)
+    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
     failures: list[str] = []
-    result: JSONObject = {"apiserver_partition": None, "replicas": [], "nothing_left": False}
+    unreachable: list[bool] = []  # per failure: was it the API server that could not be reached
+    result: JSONObject = {
+        "apiserver_partition": None,
+        "replicas": [],
+        "failed": failures,
+        "nothing_left": False,
+    }
     try:
         result["apiserver_partition"] = heal_apiserver_partition(
-            node=node, configuration=configuration, secrets=secrets
+            node=node, fault_namespace=fault_namespace, configuration=configuration, secrets=secrets
         )
-    except ChaosMeshSecError as exc:
+    except RollbackFailed as exc:
+        result["apiserver_partition"] = exc.result
         failures.append(f"apiserver partition: {exc}")
-    for entry in _ledger.pending_replicas(apps_v1(configuration, secrets), namespace):
+        unreachable.append(False)
+    except Exception as exc:  # noqa: BLE001 - recorded; the Deployments are still tried
+        failures.append(f"apiserver partition: {_brief(exc)}")
+        unreachable.append(isinstance(exc, ClusterUnreachable))
+    try:
+        entries = _ledger.pending_replicas(apps_v1(configuration, secrets), namespace)
+    except Exception as exc:  # noqa: BLE001 - recorded with the rest
+        failures.append(f"the ledger's Deployments could not be listed: {_brief(exc)}")
+        unreachable.append(isinstance(exc, ClusterUnreachable))
+        entries = []
+    for entry in entries:
         try:
             restored = restore_replicas(
                 name=entry["name"],
@@ -57,8 +98,9 @@ def heal_leftovers(
                 configuration=configuration,
                 secrets=secrets,
             )
-        except ChaosMeshSecError as exc:
-            failures.append(f"Deployment {entry['namespace']}/{entry['name']}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - recorded; the next entry is still tried
+            failures.append(f"Deployment {entry['namespace']}/{entry['name']}: {_brief(exc)}")
+            unreachable.append(isinstance(exc, ClusterUnreachable))
             continue
         logger.info(
             "Restored Deployment %s/%s to %s replicas (changed by %s at %s)",
@@ -76,10 +118,11 @@ def heal_leftovers(
                 "previous_replicas": restored["previous_replicas"],
             }
         )
+    if failures and all(unreachable):
+        raise ClusterUnreachable("; ".join(failures))  # nothing was reached, nothing was done
     if failures:
-        raise RollbackFailed("; ".join(failures))
-    partition = result["apiserver_partition"] or {}
+        raise RollbackFailed("; ".join(failures), result=result)
     result["nothing_left"] = not (
-        partition.get("healed") or partition.get("fault_pods_deleted") or result["replicas"]
+        _still_in_effect(result["apiserver_partition"]) or result["replicas"]
     )
     return result

@@ -15,11 +15,10 @@ from chaosmesh_sec.errors import ClusterUnreachable, FaultNotApplied, InvalidInp
 from chaosmesh_sec.gameday.plan import Entry
 from chaosmesh_sec.journal import (
     FAIL_OPEN_ERROR,
-    MATRIX_FUNC,
     activity,
     activity_runs,
     exception_text,
-    fail_open_raised,
+    fail_open_cells,
     method_runs,
     safety_net_records,
     scenarios_not_reproduced,
@@ -74,35 +73,6 @@ ABORT_AT: Mapping[str, int | None] = {
 """The exit code from which each ``abort_on`` of a plan (:data:`.plan.ABORT_ON`) stops it."""
 NOT_APPLIED_ERRORS = tuple(e.__name__ for e in (FaultNotApplied, InvalidInput, ClusterUnreachable))
 ROLLBACK_ERROR = RollbackFailed.__name__
-
-
-def _is_matrix(run: Mapping[str, Any]) -> bool:
-    """An identity matrix run, by its function's name."""
-    provider = activity(run).get("provider")
-    return isinstance(provider, Mapping) and provider.get("func") == MATRIX_FUNC
-
-
-def fail_open_cells(journal: Mapping[str, Any]) -> int:
-    """Cells with ``fail_open: true`` in every identity matrix output of the journal
-    (a cell found open before and after counts twice), plus those a matrix named in a
-    ``FailOpen`` it raised (``fail_on_fail_open``: such a run has no output)."""
-    count = 0
-    for _phase, run in activity_runs(journal):
-        if not _is_matrix(run):
-            continue
-        output = run.get("output")
-        if isinstance(output, Mapping):
-            count += sum(
-                1
-                for c in output.get("cells") or []
-                if isinstance(c, Mapping) and c.get("fail_open")
-            )
-            continue
-        text = exception_text(run)
-        if FAIL_OPEN_ERROR in text:
-            raised = fail_open_raised(text)
-            count += max(1, len(raised.cells) if raised else 0)
-    return count
 
 
 def journal_status(journal: Mapping[str, Any]) -> str:

@@ -68,9 +68,12 @@ class NodeCniFiles:
 
 
 def listing_script(net_dir: str, bin_dir: str) -> str:
-    """A shell script printing every regular file of ``net_dir`` and the names in ``bin_dir``."""
+    """A shell script printing the CNI configs of ``net_dir`` (``*.conf``, ``*.conflist``,
+    ``*.json`` only: the directory also holds istio-cni's kubeconfig, with its token) and
+    the names in ``bin_dir``."""
+    globs = " ".join(f"{net_dir}/*{suffix}" for suffix in CONFIG_SUFFIXES)
     return (
-        f'for f in {net_dir}/*; do [ -f "$f" ] || continue; '
+        f'for f in {globs}; do [ -f "$f" ] || continue; '
         f'echo "{FILE_MARK}$(basename "$f")"; head -c 65536 "$f"; echo; done; '
         f'for b in {bin_dir}/*; do [ -f "$b" ] && echo "{BIN_MARK}$(basename "$b")"; done; true'
     )

@@ -110,8 +110,6 @@ def ambient_posture(
 
 
 def _namespace_names(value: Any) -> list[str]:
-    if value is None:
-        return []
     if not isinstance(value, list | tuple):
         raise InvalidInput(
             "namespaces", f"must be a list of namespace names, got {type(value).__name__}"

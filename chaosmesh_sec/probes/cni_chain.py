@@ -29,6 +29,12 @@ logger = logging.getLogger("chaostoolkit")
 PARALLEL_NODES = 4
 
 
+def _nodes(value: Any) -> list[str]:
+    if not isinstance(value, str):
+        raise InvalidInput("nodes", f"must be a comma-separated string, got {type(value).__name__}")
+    return value.split(",")
+
+
 def cni_chain_intact(
     nodes: str = "",
     plugin: str = "istio-cni",
@@ -61,7 +67,7 @@ def cni_chain_intact(
     agent_selector = _validate.label_selector("agent_selector", agent_selector)
     probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
     image = _validate.image("image", image, "sh")
-    wanted = [_validate.dns_subdomain("nodes", n) for n in str(nodes).split(",") if n.strip()]
+    wanted = [_validate.dns_subdomain("nodes", n.strip()) for n in _nodes(nodes) if n.strip()]
     core = core_v1(configuration, secrets)
     with api_errors("list nodes"):
         listed: Any = core.list_node()

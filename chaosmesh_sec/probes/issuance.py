@@ -72,7 +72,7 @@ def certificate_issuance(
     """
     min_issuing_replicas = _validate.non_negative_int("min_issuing_replicas", min_issuing_replicas)
     require_service = _validate.boolean("require_service", require_service)
-    max_latency_ms = _validate.positive_int("max_latency_ms", max_latency_ms)
+    max_latency_ms = _validate.positive_int("max_latency_ms", max_latency_ms, maximum=600_000)
     run = _IssuanceRun.checked(locals())
     result = run.verdict_frame()
     try:
@@ -135,6 +135,7 @@ def identity_is_enforced(
     "identity", "results": [{"target", "issued", "code", "spiffe_uris",
     "enforced"}]}`.
     """
+    requested_identity = _validate.optional_spiffe_uri("requested_identity", requested_identity)
     foreign = requested_identity or f"spiffe://{trust_domain}/ns/{istiod_namespace}/sa/istiod"
     if not isinstance(foreign, str) or not foreign.startswith("spiffe://"):
         raise InvalidInput("requested_identity", f"must be a spiffe:// URI, got {foreign!r}")
@@ -199,7 +200,7 @@ def sample_issuance(
     duration_seconds = _validate.positive_int(
         "duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS
     )
-    interval = _validate.positive_number("interval_seconds", interval_seconds)
+    interval = _validate.seconds("interval_seconds", interval_seconds, 0.1)
     kinds = _target_kinds(targets)
     run = _IssuanceRun.checked(locals())
     started_at = datetime.now(UTC)
@@ -271,7 +272,7 @@ class _IssuanceRun:
     trust_domain: str
     cluster_id: str
     server_name: str
-    given_token: str | None
+    given_token: str | None = field(repr=False)
     core: Any
     discovery: Any
     _who: ca.Caller | None = field(default=None, repr=False)
@@ -321,8 +322,7 @@ class _IssuanceRun:
         if via not in ca.VIAS:
             raise InvalidInput("via", f"must be one of {', '.join(ca.VIAS)}, got {via!r}")
         for name, value in (("token_audience", token_audience), ("cluster_id", cluster_id)):
-            if not isinstance(value, str) or not value or not value.isprintable() or " " in value:
-                raise InvalidInput(name, f"must be a non-empty word, got {value!r}")
+            _validate.word(name, value)
         token = (secrets or {}).get(TOKEN_SECRET)
         if token is not None and not isinstance(token, str):
             raise InvalidInput(TOKEN_SECRET, "must be a string (a ServiceAccount token)")
@@ -333,7 +333,7 @@ class _IssuanceRun:
             istiod_selector=_validate.label_selector("istiod_selector", istiod_selector),
             istiod_service=_validate.dns_label("istiod_service", istiod_service),
             via=ca.resolve_via(via),
-            timeout_seconds=_validate.positive_int("timeout_seconds", timeout_seconds),
+            timeout_seconds=_validate.duration("timeout_seconds", timeout_seconds, maximum=300),
             token_audience=token_audience,
             trust_domain=_validate.dns_subdomain("trust_domain", trust_domain),
             cluster_id=cluster_id,

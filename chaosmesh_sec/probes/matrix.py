@@ -96,9 +96,9 @@ def identity_matrix(
     Service with no Ready endpoint (the EndpointSlices are read for such cells) is an
     `error` whose evidence names it under `unserved`: no policy decided it.
     """
-    parsed = _restricted(_load(matrix), sources, destinations)
+    parsed = _restricted(_load(_validate.file_or_name("matrix", matrix)), sources, destinations)
     narrowing = _narrowing(narrow_sources, parsed)
-    wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
+    wait_seconds = _validate.duration("wait_seconds", wait_seconds, minimum=0, maximum=3600)
     fail_on_fail_open = _validate.boolean("fail_on_fail_open", fail_on_fail_open)
     record_as = _validate.optional_dns_label("record_as", record_as)
     compare_to = _validate.optional_dns_label("compare_to", compare_to)
@@ -117,7 +117,7 @@ def identity_matrix(
     senders, outcome = _check(core, parsed, narrowing, wait_seconds, parallel, baseline)
     if record_as:
         with _BASELINES_LOCK:
-            _BASELINES[record_as] = outcome.verdicts()
+            _BASELINES.setdefault(record_as, outcome.verdicts())  # first write wins
     out = outcome.to_json()
     out.update(
         {

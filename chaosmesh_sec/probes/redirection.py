@@ -68,12 +68,9 @@ def redirection_in_place(
     "checked_at"}`; `holds` is false when any pod is `unredirected`. Tolerance:
     `$.holds`.
     """
-    if namespace:
-        namespace = _validate.dns_label("namespace", namespace)
-    if label_selector:
-        label_selector = _validate.label_selector("label_selector", label_selector)
-    if node:
-        node = _validate.dns_subdomain("node", node)
+    namespace = _validate.optional_dns_label("namespace", namespace)
+    label_selector = _validate.optional_label_selector("label_selector", label_selector)
+    node = _validate.optional_dns_subdomain("node", node)
     inspect_nodes = _validate.boolean("inspect_nodes", inspect_nodes)
     validation_container = _validate.dns_label("validation_container", validation_container)
     uninitialized_label = _validate.label_selector("uninitialized_label", uninitialized_label)

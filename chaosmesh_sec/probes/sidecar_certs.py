@@ -51,7 +51,7 @@ def proxy_certificates(
     "checked_at"}`. Tolerance: `$.ok`.
     """
     query = _Query.checked(namespace, label_selector, container, trust_domain)
-    min_valid_seconds = _validate.non_negative_int("min_valid_seconds", min_valid_seconds)
+    min_valid_seconds = _validate.duration("min_valid_seconds", min_valid_seconds, minimum=0)
     record_as = _validate.optional_dns_label("record_as", record_as)
     proxies = query.run(configuration, secrets)
     for p in proxies:

@@ -55,7 +55,14 @@ def test_killed_run_heals_by_itself_and_rollback_finds_nothing(lab: Path, tmp_pa
         if run.poll() is None:
             run.kill()
     out = subprocess.run(
-        [str(BIN / "chaosmesh-sec"), "rollback", "--kubeconfig", str(lab)],
+        [
+            str(BIN / "chaosmesh-sec"),
+            "rollback",
+            "--kubeconfig",
+            str(lab),
+            "--fault-namespace",
+            "default",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from chaosmesh_sec.errors import InvalidInput
+from chaosmesh_sec.faults._ledger import RUN_LABEL
 from chaosmesh_sec.faults.apiserver_partition import (
     FAULT_LABEL,
     heal_apiserver_partition,
@@ -16,7 +18,7 @@ from chaosmesh_sec.faults.apiserver_partition import (
 )
 from chaosmesh_sec.lab import inspect
 from chaosmesh_sec.lab.topology import DEFAULT
-from tests.lab_fixtures import eventually
+from tests.lab_fixtures import eventually, wait_lease_renewed
 
 NODE1, NODE2 = DEFAULT.nodes[0], DEFAULT.nodes[1]
 
@@ -35,13 +37,18 @@ def cfg(lab: Path) -> dict[str, str]:
     return {"kubeconfig_path": str(lab)}
 
 
+FAULTS = "default"  # the lab has no chaosmesh-sec-faults namespace: the experiments' default
+
+
 def test_partition_cuts_only_its_node_and_the_rollback_restores_iptables(
     core: client.CoreV1Api, cfg: dict[str, str]
 ) -> None:
     before = inspect.iptables_save(NODE2.netns)
     assert reaches_apiserver(NODE2.netns) and reaches_apiserver(NODE1.netns)
 
-    done = partition_node_from_apiserver(node=NODE2.name, duration_seconds=120, configuration=cfg)
+    done = partition_node_from_apiserver(
+        node=NODE2.name, duration_seconds=120, fault_namespace=FAULTS, configuration=cfg
+    )
     try:
         assert done["node"] == NODE2.name
         assert {"ip": DEFAULT.apiserver_ip, "port": DEFAULT.apiserver_port} in done["endpoints"]
@@ -50,7 +57,9 @@ def test_partition_cuts_only_its_node_and_the_rollback_restores_iptables(
         assert not reaches_apiserver(NODE2.netns)
         assert reaches_apiserver(NODE1.netns)
     finally:
-        healed = heal_apiserver_partition(node=NODE2.name, configuration=cfg)
+        healed = heal_apiserver_partition(
+            node=NODE2.name, fault_namespace=FAULTS, configuration=cfg
+        )
     assert healed["healed"] == [{"run_id": done["run_id"], "node": NODE2.name}]
     assert reaches_apiserver(NODE2.netns)
     assert inspect.iptables_save(NODE2.netns) == before
@@ -73,6 +82,7 @@ def test_partition_removes_itself_when_its_time_is_up(
         target_pods_selector="app=istiod",
         target_pods_namespace="istio-system",
         duration_seconds=4,
+        fault_namespace=FAULTS,
         configuration=cfg,
     )
     node = DEFAULT.node(done["node"])
@@ -83,8 +93,15 @@ def test_partition_removes_itself_when_its_time_is_up(
         "the rules to remove themselves",
     )
     assert reaches_apiserver(node.netns)
-    # Nothing left to heal; the finished fault pod is cleaned up.
-    assert heal_apiserver_partition(configuration=cfg)["healed"] == []
+    eventually(
+        lambda: all(p.status.phase == "Succeeded" for p in fault_pods(core)),
+        30,
+        "the fault pod to report it is done",
+    )
+    # Nothing left to heal; the finished fault pod is reported expired and cleaned up.
+    healed = heal_apiserver_partition(fault_namespace=FAULTS, configuration=cfg)
+    assert healed["healed"] == [] and healed["failed"] == []
+    assert healed["expired"] == [{"run_id": done["run_id"], "node": done["node"]}]
     eventually(lambda: not fault_pods(core), 30, "the fault pod to be gone")
 
 
@@ -106,6 +123,110 @@ def test_bad_inputs_are_refused_before_anything_changes(
 ) -> None:
     before = inspect.iptables_save(NODE2.netns)
     with pytest.raises(InvalidInput, match=names):
-        partition_node_from_apiserver(configuration=cfg, **arguments)
+        partition_node_from_apiserver(configuration=cfg, **{"fault_namespace": FAULTS, **arguments})
     assert fault_pods(core) == []
     assert inspect.iptables_save(NODE2.netns) == before
+
+
+def _spoof(name: str, labels: dict[str, str], marker: Path, node: str) -> client.V1Pod:
+    """A pod anyone allowed to create pods could make: the fault's label, and in the
+    annotation the old heal ran with ``sh -c``, a command that writes ``marker``."""
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name=name,
+            labels=labels,
+            annotations={"chaosmesh-sec.io/partition-plan": f"touch {marker}"},
+        ),
+        spec=client.V1PodSpec(
+            node_name=node,
+            host_network=True,
+            restart_policy="Never",
+            containers=[
+                client.V1Container(
+                    name="partition",
+                    image="docker.io/nicolaka/netshoot:v0.13",
+                    command=["sleep", "300"],
+                )
+            ],
+        ),
+    )
+
+
+def test_the_heal_runs_nothing_read_from_the_cluster_and_leaves_strangers_alone(
+    core: client.CoreV1Api, api: client.ApiClient, cfg: dict[str, str], namespace: str
+) -> None:
+    """Spoofed fault pods with a hostile annotation, in another namespace and in the fault
+    namespace (one of the pack's shape, one without a run id): the heal runs none of
+    their commands, heals the real fault, lists the stranger and leaves it there."""
+    faults, other = namespace, "default"
+    markers = {k: Path(f"/tmp/cms-spoof-{uuid.uuid4().hex}") for k in ("other", "shape", "odd")}
+    shaped = uuid.uuid4().hex[:8]
+    outside = uuid.uuid4().hex[:8]
+    fault = {FAULT_LABEL: "apiserver-partition", "app.kubernetes.io/name": "chaosmesh-sec"}
+    spoofs = [
+        (
+            other,
+            _spoof(
+                f"cms-partition-{outside}",
+                {**fault, RUN_LABEL: outside},
+                markers["other"],
+                NODE2.name,
+            ),
+        ),
+        (
+            faults,
+            _spoof(
+                f"cms-partition-{shaped}",
+                {**fault, RUN_LABEL: shaped},
+                markers["shape"],
+                NODE2.name,
+            ),
+        ),
+        (faults, _spoof("cms-partition-odd", fault, markers["odd"], NODE2.name)),
+    ]
+    for ns, pod in spoofs:
+        core.create_namespaced_pod(ns, pod)
+    try:
+        eventually(
+            lambda: all(
+                core.read_namespaced_pod(p.metadata.name, ns).status.phase == "Running"
+                for ns, p in spoofs
+            ),
+            60,
+            "the spoofed pods to run",
+        )
+        done = partition_node_from_apiserver(
+            node=NODE2.name, duration_seconds=120, fault_namespace=faults, configuration=cfg
+        )
+        try:
+            assert not reaches_apiserver(NODE2.netns)
+        finally:
+            healed = heal_apiserver_partition(
+                node=NODE2.name, fault_namespace=faults, configuration=cfg
+            )
+            wait_lease_renewed(api, NODE2.name)
+        assert reaches_apiserver(NODE2.netns)
+        assert f"CMS-{done['run_id']}" not in inspect.iptables_save(NODE2.netns)
+        assert {"run_id": done["run_id"], "node": NODE2.name} in healed["healed"]
+        assert healed["failed"] == []
+        assert [s["pod"] for s in healed["strangers"]] == [f"{faults}/cms-partition-odd"]
+        assert RUN_LABEL in healed["strangers"][0]["why"]
+        assert not [m for m in markers.values() if m.exists()], "a spoofed command ran"
+        # The stranger and the pod outside the fault namespace are left alone.
+        assert (
+            core.read_namespaced_pod("cms-partition-odd", faults).metadata.deletion_timestamp
+            is None
+        )
+        assert (
+            core.read_namespaced_pod(f"cms-partition-{outside}", other).metadata.deletion_timestamp
+            is None
+        )
+    finally:
+        for ns, pod in spoofs:
+            try:
+                core.delete_namespaced_pod(pod.metadata.name, ns, grace_period_seconds=0)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+        for marker in markers.values():
+            marker.unlink(missing_ok=True)

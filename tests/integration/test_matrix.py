@@ -204,14 +204,16 @@ def test_a_service_left_without_endpoints_is_no_deny(api: client.ApiClient) -> N
         ).items
         return any(e.conditions.ready for s in slices for e in s.endpoints or [])
 
-    cut = partition_node_from_apiserver(node="lab-node-2", scope="node", duration_seconds=120)
+    cut = partition_node_from_apiserver(
+        node="lab-node-2", scope="node", duration_seconds=120, fault_namespace="default"
+    )
     try:
         eventually(lambda: not endpoint_ready(), 90, "helloworld-v1 to leave its endpoints")
         result = matrix.identity_matrix(
             matrix="wrong-identity", sources="sleep-v1", destinations="helloworld-v1"
         )
     finally:
-        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"])
+        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"], fault_namespace="default")
         wait_lease_renewed(api, "lab-node-2")
     cell = _cells(result)[("sleep-v1", "helloworld-v1")]
     assert cell["verdict"] == "error", cell

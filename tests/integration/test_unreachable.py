@@ -21,8 +21,11 @@ from chaosmesh_sec.probes import control_plane
 DEAD = "https://127.0.0.1:1"
 
 CALLS: list[tuple[Callable[..., Any], dict[str, Any]]] = [
-    (apiserver_partition.partition_node_from_apiserver, {"node": "lab-node-2"}),
-    (apiserver_partition.heal_apiserver_partition, {}),
+    (
+        apiserver_partition.partition_node_from_apiserver,
+        {"node": "lab-node-2", "fault_namespace": "default"},
+    ),
+    (apiserver_partition.heal_apiserver_partition, {"fault_namespace": "default"}),
     (istiod.kill_istiod_replicas, {"count": 1}),
     (churn.scale_deployment, {"name": "web", "replicas": 0}),
     (churn.restore_replicas, {"name": "web"}),

@@ -94,6 +94,7 @@ def cni_dirs(tmp_path: Path) -> tuple[Path, Path]:
     (net / "10-kindnet.conflist").write_text(KINDNET)
     (net / "05-old.conf").write_text(OLD_CONF)
     (net / "README").write_text("written by the installer\nnot a config\n")
+    (net / "ZZZ-istio-cni-kubeconfig").write_text("users:\n- user:\n    token: not-to-be-read\n")
     (net / "backup").mkdir()  # a directory: not a file the runtime reads
     for name in ("ptp", "portmap", PLUGIN):
         fake_plugin(bins, name, ALL_VERSIONS)
@@ -104,11 +105,8 @@ def cni_dirs(tmp_path: Path) -> tuple[Path, Path]:
 def test_the_listing_round_trips_files_and_binaries(cni_dirs: tuple[Path, Path]) -> None:
     net, bins = cni_dirs
     found = parse_listing(run_sh(listing_script(str(net), str(bins))))
-    assert found.files == {
-        "10-kindnet.conflist": KINDNET,
-        "05-old.conf": OLD_CONF,
-        "README": "written by the installer\nnot a config\n",
-    }
+    # Only CNI configs are read: not the README, nor istio-cni's kubeconfig (its token).
+    assert found.files == {"10-kindnet.conflist": KINDNET, "05-old.conf": OLD_CONF}
     assert found.binaries == {"ptp", "portmap", PLUGIN}
     assert found.configs == ["05-old.conf", "10-kindnet.conflist"]
 

@@ -28,7 +28,7 @@ from chaosmesh_sec.faults import churn, cni, ip_recycle, istiod, leftovers
         ({"fraction": True}, "fraction"),
         ({"node": "Lab_Node"}, "node"),
         ({"node": 3}, "node"),
-        ({"allow_all": "false"}, "allow_all"),
+        ({"allow_all": "False "}, "allow_all"),
         ({"wait_ready": 1}, "wait_ready"),
         ({"timeout_seconds": 0}, "timeout_seconds"),
         ({"timeout_seconds": -5}, "timeout_seconds"),
@@ -168,7 +168,7 @@ def test_churn_valid_input_reaches_the_api(
         ({"nodes": ["lab-node-1"]}, "nodes"),
         ({"method": "kill"}, "method"),
         ({"method": "rollout", "nodes": "lab-node-1"}, "nodes"),
-        ({"wait_ready": "true"}, "wait_ready"),
+        ({"wait_ready": "yes"}, "wait_ready"),
         ({"timeout_seconds": 0}, "timeout_seconds"),
     ],
 )

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from chaosmesh_sec.faults._partition_rules import (
     APPLIED_MARK,
+    HEALED_MARK,
     SCOPES,
     Endpoint,
+    is_run_id,
+    new_run_id,
     plan,
+    removal_script,
     verify_script,
 )
 
@@ -58,7 +64,7 @@ def test_pod_script_heals_on_term_and_after_the_duration() -> None:
     assert "sleep 42 &" in script
     assert script.rstrip().endswith("heal")
     assert APPLIED_MARK in script
-    assert "CMS-r3" in verify_script("r3")
+    assert "CMS-0123abcd" in verify_script("0123abcd")
 
 
 @pytest.mark.parametrize(
@@ -72,3 +78,47 @@ def test_plan_refuses(scope: str, endpoints: list[Endpoint]) -> None:
 def test_endpoint_needs_an_ip() -> None:
     with pytest.raises(ValueError):
         Endpoint("api.example", 443)
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_the_removal_built_from_the_run_id_removes_every_scope(scope: str) -> None:
+    p = plan("0123abcd", scope, ENDPOINTS, 30)
+    script = removal_script("0123abcd")
+    for command in p.remove_commands():
+        assert f"iptables -t mangle {shlex.join(command)} 2>/dev/null || true" in script
+    assert script.splitlines()[-1] == f"echo {shlex.quote(HEALED_MARK)}"
+
+
+@pytest.mark.parametrize(
+    "run_id",
+    ["", "0123abc", "0123abcde", "0123ABCD", "0123abc;", "$(touch x)", "0123abcd\n", 12345678],
+)
+def test_scripts_refuse_what_is_not_a_run_id(run_id: object) -> None:
+    assert not is_run_id(run_id)
+    with pytest.raises(ValueError):
+        removal_script(run_id)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        verify_script(run_id)  # type: ignore[arg-type]
+
+
+def test_new_run_ids_are_run_ids() -> None:
+    assert all(is_run_id(new_run_id()) for _ in range(50))
+
+
+def test_ipv4_endpoints_get_host_routes_and_ipv6_ones_are_refused() -> None:
+    p = plan("0123abcd", "host", [Endpoint("192.0.2.10", 6443)], 5)
+    assert [
+        "-A",
+        p.chain_out,
+        "-d",
+        "192.0.2.10/32",
+        "-p",
+        "tcp",
+        "--dport",
+        "6443",
+        "-j",
+        "DROP",
+    ] in (p.apply_commands())
+    for v6 in ("2001:db8::1", "::ffff:192.0.2.10", "fd00::10"):
+        with pytest.raises(ValueError, match="IPv6"):
+            plan("0123abcd", "host", [Endpoint("192.0.2.10", 443), Endpoint(v6, 443)], 5)

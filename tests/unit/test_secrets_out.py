@@ -1,0 +1,122 @@
+"""TLS and secrets: the API server must be https; an API error carries its status and
+reason but never the response's body or headers; tokens stay out of reprs; the scrubber
+catches split JWTs, opaque bearer tokens and base64 PEM keys.
+
+The API errors come from a real HTTP exchange: the pack's real client against a local
+recorder (tests/recorder.py) that answers 403 with a body and a header carrying secrets.
+"""
+
+import base64
+import traceback
+from pathlib import Path
+
+import pytest
+
+from chaosmesh_sec.client import api_client
+from chaosmesh_sec.errors import ApiError, InvalidInput
+from chaosmesh_sec.probes import control_plane
+from chaosmesh_sec.report.scrub import REDACTED_KEY, REDACTED_TOKEN, scrub
+from tests.recorder import Recorder
+
+SECRET_IN_BODY = "body-secret-3f9a1c"
+SECRET_IN_HEADER = "header-secret-77d2e0"
+TOKEN = "kubeconfig-token-5b8e44"
+
+
+def _chain_text(exc: BaseException) -> str:
+    """What chaoslib writes to the journal: the exception with its whole chain."""
+    return "".join(traceback.format_exception(exc))
+
+
+def test_an_api_error_keeps_status_and_reason_and_drops_body_and_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    body = f'{{"kind":"Status","code":403,"message":"{SECRET_IN_BODY}"}}'.encode()
+    with (
+        Recorder(tmp_path, body=body, headers={"X-Echo": SECRET_IN_HEADER}, token=TOKEN) as rec,
+        pytest.raises(ApiError) as info,
+    ):
+        control_plane.root_cert_published(configuration={"kubeconfig_path": str(rec.kubeconfig)})
+    assert rec.seen  # the request was really made and answered
+    assert (info.value.status, info.value.reason) == (403, "Forbidden")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    text = _chain_text(info.value) + repr(info.value)
+    assert "403 Forbidden" in text
+    for secret in (SECRET_IN_BODY, SECRET_IN_HEADER, TOKEN, "ApiException"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("where", ["explicit", "env"])
+def test_an_api_server_that_is_not_https_is_refused_before_any_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    with Recorder(tmp_path, tls=False) as rec:
+        monkeypatch.setenv("KUBECONFIG", str(rec.kubeconfig))
+        configuration = {"kubeconfig_path": str(rec.kubeconfig)} if where == "explicit" else None
+        with pytest.raises(InvalidInput) as info:
+            api_client(configuration)
+        with pytest.raises(InvalidInput):
+            control_plane.root_cert_published(configuration=configuration)
+    assert rec.server_url in str(info.value) and "https" in str(info.value)
+    assert rec.seen == []
+
+
+def test_the_issuance_run_keeps_its_token_out_of_its_repr() -> None:
+    import dataclasses
+
+    from chaosmesh_sec.probes.issuance import _IssuanceRun
+
+    fields = {f.name: f for f in dataclasses.fields(_IssuanceRun)}
+    assert fields["given_token"].repr is False
+
+
+JWT = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ"
+    ".eyJpc3MiOiJrdWJlcm5ldGVzIiwic3ViIjoic3lzdGVtOnNhIn0"
+    ".c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"token {JWT[:30]}\n{JWT[30:70]}\n{JWT[70:]} end",
+        f"token {JWT[:40]}\n    {JWT[40:]} end",
+        f'"token": "{JWT[:50]}\\n{JWT[50:]}" end',
+    ],
+    ids=["lines", "indented", "escaped-newline"],
+)
+def test_a_jwt_split_across_lines_is_redacted(text: str) -> None:
+    out = scrub(text)
+    assert REDACTED_TOKEN in out and out.endswith("end")
+    for part in (JWT[:30], JWT[40:60], JWT[-20:]):
+        assert part not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer 0paque.T0ken_value-123~",
+        "authorization: bearer abcdefgh12345678",
+        '{"headers": {"authorization": "Bearer sk-live-abcdef0123456789"}}',
+    ],
+)
+def test_an_opaque_bearer_token_is_redacted(text: str) -> None:
+    out = scrub(text)
+    assert REDACTED_TOKEN in out
+    assert not any(word in out for word in ("0paque", "abcdefgh1234", "sk-live"))
+
+
+def test_base64_pem_private_keys_are_redacted_and_certificates_kept() -> None:
+    key = base64.b64encode(
+        b"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkey\n-----END EC PRIVATE KEY-----\n"
+    ).decode()
+    cert = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    kubeconfig = f"client-key-data: {key}\ncertificate-authority-data: {cert.decode()}\n"
+    out = scrub(kubeconfig)
+    assert key not in out and key[:20] not in out and REDACTED_KEY in out
+    assert cert.decode() in out
+    wrapped = scrub(f"data {key[:40]}\n{key[40:]} end")
+    assert key[:40] not in wrapped and key[40:] not in wrapped and wrapped.endswith("end")
+    assert scrub(f"client-key-data: {cert.decode()}") == f"client-key-data: {REDACTED_KEY}"
