@@ -96,7 +96,7 @@ def identity_matrix(
     Service with no Ready endpoint (the EndpointSlices are read for such cells) is an
     `error` whose evidence names it under `unserved`: no policy decided it.
     """
-    parsed = _restricted(_load(_validate.file_or_name("matrix", matrix)), sources, destinations)
+    parsed = _restricted(_load(matrix), sources, destinations)
     narrowing = _narrowing(narrow_sources, parsed)
     wait_seconds = _validate.duration("wait_seconds", wait_seconds, minimum=0, maximum=3600)
     fail_on_fail_open = _validate.boolean("fail_on_fail_open", fail_on_fail_open)
@@ -250,6 +250,7 @@ def _check(
 def _load(matrix: Any) -> spec.Matrix:
     if not isinstance(matrix, str) or not matrix:
         raise InvalidInput("matrix", "required: a kit matrix's name or a matrix file's path")
+    matrix = _validate.file_or_name("matrix", matrix)
     path = kit.matrix_file(matrix) if matrix in kit.matrices() else Path(matrix)
     if not path.is_file():
         known = kit.matrices()
