@@ -37,11 +37,13 @@ def main() -> None:
     apply_calls, effective, heal_calls, healed = [], [], [], []
     for _ in range(ROUNDS):
         started = time.monotonic()
-        partition_node_from_apiserver(node=node.name, duration_seconds=120, configuration=cfg)
+        partition_node_from_apiserver(
+            node=node.name, duration_seconds=120, fault_namespace="default", configuration=cfg
+        )
         apply_calls.append(time.monotonic() - started)
         effective.append(until(False, node.netns, started))
         started = time.monotonic()
-        heal_apiserver_partition(node=node.name, configuration=cfg)
+        heal_apiserver_partition(node=node.name, fault_namespace="default", configuration=cfg)
         heal_calls.append(time.monotonic() - started)
         healed.append(until(True, node.netns, started))
         time.sleep(1)

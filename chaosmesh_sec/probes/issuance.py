@@ -431,7 +431,12 @@ class _IssuanceRun:
             return out
 
         with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-            return list(pool.map(one, targets))
+            results = list(pool.map(one, targets))
+        if any(not r["issued"] for r in results):
+            # a replica may be gone, or the Service's endpoint picked with it: read both
+            # again for the next round instead of reusing the list for up to a second
+            self._targets = None
+        return results
 
 
 _NOT_SENT = {

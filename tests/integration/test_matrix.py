@@ -237,11 +237,13 @@ def test_sampling_across_a_partition_records_each_cell_over_time(api: client.Api
     sampler = threading.Thread(target=sample)
     sampler.start()
     time.sleep(4)
-    cut = partition_node_from_apiserver(node="lab-node-2", scope="node", duration_seconds=120)
+    cut = partition_node_from_apiserver(
+        node="lab-node-2", scope="node", duration_seconds=120, fault_namespace="default"
+    )
     try:
         time.sleep(12)
     finally:
-        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"])
+        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"], fault_namespace="default")
         sampler.join(timeout=90)
         wait_lease_renewed(api, "lab-node-2")
     result = box["result"]
