@@ -35,7 +35,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from chaosmesh_sec.errors import ApiError, ClusterUnreachable, InvalidInput
+from chaosmesh_sec.errors import ApiError, ChaosMeshSecError, ClusterUnreachable, InvalidInput
 
 __all__ = [
     "api_client",
@@ -44,6 +44,7 @@ __all__ = [
     "core_v1",
     "custom_objects",
     "discovery_v1",
+    "exception_brief",
 ]
 
 logger = logging.getLogger("chaostoolkit")
@@ -211,3 +212,13 @@ def _cause_of(exc: BaseException) -> str:
     """The innermost reason (urllib3 wraps the socket error in two layers of retries)."""
     reason = getattr(exc, "reason", None)
     return str(reason) if reason is not None else str(exc)
+
+
+def exception_brief(exc: BaseException) -> str:
+    """An exception as one line, without an API response's body or headers."""
+    if isinstance(exc, ApiException):
+        return f"API error {exc.status} {exc.reason}"
+    if isinstance(exc, ChaosMeshSecError):
+        return str(exc)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first[:300]}"

@@ -30,9 +30,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from chaosmesh_sec.errors import ChaosMeshSecError, RollbackFailed
+from chaosmesh_sec.client import exception_brief
+from chaosmesh_sec.errors import RollbackFailed
 from chaosmesh_sec.faults._ledger import FAULT_NAMESPACE
 from chaosmesh_sec.faults.leftovers import heal_leftovers
 from chaosmesh_sec.journal import SAFETY_NET_EXTENSION, fail_open_cells
@@ -47,15 +46,6 @@ def _fault_namespace(argument: str, configuration: dict[str, Any] | None) -> str
         return argument
     given = (configuration or {}).get("fault_namespace")
     return given if isinstance(given, str) and given else FAULT_NAMESPACE
-
-
-def _brief(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        return f"API error {exc.status} {exc.reason}"
-    if isinstance(exc, ChaosMeshSecError):
-        return str(exc)
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {first[:300]}"
 
 
 def after_experiment_control(
@@ -77,8 +67,8 @@ def after_experiment_control(
             secrets=secrets,
         )
     except Exception as exc:  # noqa: BLE001 - whatever it is, the journal must say so
-        logger.error("safety net: could not heal everything: %s", _brief(exc))
-        record["error"] = _brief(exc)
+        logger.error("safety net: could not heal everything: %s", exception_brief(exc))
+        record["error"] = exception_brief(exc)
         if isinstance(exc, RollbackFailed) and exc.result is not None:
             record["healed"] = exc.result
     else:

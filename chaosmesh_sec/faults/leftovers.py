@@ -13,12 +13,10 @@ annotations``: chaoslib reads the signature.
 import logging
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from chaosmesh_sec import _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
-from chaosmesh_sec.client import apps_v1
-from chaosmesh_sec.errors import ChaosMeshSecError, ClusterUnreachable, RollbackFailed
+from chaosmesh_sec.client import apps_v1, exception_brief
+from chaosmesh_sec.errors import ClusterUnreachable, RollbackFailed
 from chaosmesh_sec.faults import _ledger
 from chaosmesh_sec.faults.apiserver_partition import heal_apiserver_partition
 from chaosmesh_sec.faults.churn import restore_replicas
@@ -26,16 +24,6 @@ from chaosmesh_sec.faults.churn import restore_replicas
 __all__ = ["heal_leftovers"]
 
 logger = logging.getLogger("chaostoolkit")
-
-
-def _brief(exc: BaseException) -> str:
-    """An exception as one line, without an API response's body or headers."""
-    if isinstance(exc, ApiException):
-        return f"API error {exc.status} {exc.reason}"
-    if isinstance(exc, ChaosMeshSecError):
-        return str(exc)
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {first[:300]}"
 
 
 def _still_in_effect(partition: Any) -> bool:
@@ -81,12 +69,12 @@ def heal_leftovers(
         failures.append(f"apiserver partition: {exc}")
         unreachable.append(False)
     except Exception as exc:  # noqa: BLE001 - recorded; the Deployments are still tried
-        failures.append(f"apiserver partition: {_brief(exc)}")
+        failures.append(f"apiserver partition: {exception_brief(exc)}")
         unreachable.append(isinstance(exc, ClusterUnreachable))
     try:
         entries = _ledger.pending_replicas(apps_v1(configuration, secrets), namespace)
     except Exception as exc:  # noqa: BLE001 - recorded with the rest
-        failures.append(f"the ledger's Deployments could not be listed: {_brief(exc)}")
+        failures.append(f"the ledger's Deployments could not be listed: {exception_brief(exc)}")
         unreachable.append(isinstance(exc, ClusterUnreachable))
         entries = []
     for entry in entries:
@@ -99,7 +87,9 @@ def heal_leftovers(
                 secrets=secrets,
             )
         except Exception as exc:  # noqa: BLE001 - recorded; the next entry is still tried
-            failures.append(f"Deployment {entry['namespace']}/{entry['name']}: {_brief(exc)}")
+            failures.append(
+                f"Deployment {entry['namespace']}/{entry['name']}: {exception_brief(exc)}"
+            )
             unreachable.append(isinstance(exc, ClusterUnreachable))
             continue
         logger.info(
