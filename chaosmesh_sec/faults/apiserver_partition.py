@@ -25,8 +25,8 @@ from kubernetes import watch
 
 from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
-from chaosmesh_sec.client import api_client, api_errors
-from chaosmesh_sec.errors import ChaosMeshSecError, FaultNotApplied, InvalidInput, RollbackFailed
+from chaosmesh_sec.client import api_client, api_errors, exception_brief
+from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
 from chaosmesh_sec.faults import _cut
 from chaosmesh_sec.faults._ledger import FAULT_LABEL, FAULT_NAMESPACE, RUN_LABEL
 from chaosmesh_sec.faults._partition_rules import (
@@ -347,15 +347,6 @@ def _run_id_of(pod: Any) -> tuple[str, str]:
     return str(run_id), ""
 
 
-def _brief(exc: BaseException) -> str:
-    """What went wrong, without a response body or headers (an API error's body may echo
-    the request)."""
-    if isinstance(exc, k8s.ApiException):
-        return f"API error {exc.status} {exc.reason}"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:300]}" if not isinstance(exc, ChaosMeshSecError) else text
-
-
 def _heal_one(core: k8s.CoreV1Api, pod: Any, run_id: str) -> tuple[str, list[str]]:
     """Heal one fault pod of the pack: ``(what it was, the problems met)``.
 
@@ -375,7 +366,7 @@ def _heal_one(core: k8s.CoreV1Api, pod: Any, run_id: str) -> tuple[str, list[str
             lines = _exec(core, pod, verify_script(run_id)).strip().splitlines()
             left = lines[-1].strip() if lines else ""
         except Exception as exc:  # noqa: BLE001 - reported; the deletion below heals too
-            problems.append(f"exec failed ({_brief(exc)}); its own timer will heal")
+            problems.append(f"exec failed ({exception_brief(exc)}); its own timer will heal")
         else:
             if left != "0":
                 problems.append(f"{left or 'an unknown number of'} rule(s) left after removal")
@@ -383,7 +374,7 @@ def _heal_one(core: k8s.CoreV1Api, pod: Any, run_id: str) -> tuple[str, list[str
         with api_errors(f"delete fault pod {meta.namespace}/{meta.name}"):
             _delete_pod(core, meta.name, meta.namespace)
     except Exception as exc:  # noqa: BLE001 - reported with the rest
-        problems.append(f"not deleted ({_brief(exc)})")
+        problems.append(f"not deleted ({exception_brief(exc)})")
     return kind, problems
 
 
