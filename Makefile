@@ -11,8 +11,8 @@ constraints: ## refresh constraints.txt: .[dev] installed in a fresh venv, froze
 	rm -rf .venv-constraints
 	$(PYTHON) -m venv .venv-constraints
 	.venv-constraints/bin/pip install --quiet --upgrade pip
-	.venv-constraints/bin/pip install --quiet -e '.[dev]'
-	{ echo "# Pins for make venv: refreshed by make constraints (pip freeze of a fresh .[dev])."; \
+	.venv-constraints/bin/pip install --quiet -e '.[dev,lab]'
+	{ echo "# Pins for make venv: refreshed by make constraints (pip freeze of a fresh .[dev,lab])."; \
 	  .venv-constraints/bin/pip freeze --exclude-editable | grep -iv '^chaosmesh[-_]sec'; } > constraints.txt
 	rm -rf .venv-constraints
 
@@ -40,7 +40,7 @@ reference: $(VENV)/.installed ## regenerate docs/activities.md from the code
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,lab]'
 	touch $@
 
 lab-build: $(VENV)/.installed ## build the lab's binaries (cached outside the repo)

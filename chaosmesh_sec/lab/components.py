@@ -20,12 +20,16 @@ from chaosmesh_sec.lab.paths import COMPONENTS_DIR
 
 __all__ = [
     "COMPONENTS",
+    "ISTIO_VERSION",
     "Component",
     "binary_name",
     "component",
     "go_output_name",
     "module_source",
 ]
+
+# The Istio release the pinned istio.io/istio pseudo-version is (the tag 1.28.3).
+ISTIO_VERSION = "1.28.3"
 
 _TOOL_BLOCK = re.compile(r"^tool\s*\(\s*\n(?P<body>.*?)^\)", re.MULTILINE | re.DOTALL)
 _TOOL_LINE = re.compile(r"^tool\s+(?P<pkg>\S+)\s*$", re.MULTILINE)
@@ -40,6 +44,9 @@ class Component:
     # Modules whose versions the public checksum database does not know (pseudo-versions
     # of istio's release tags): go.sum still pins their hashes.
     nosumdb: tuple[str, ...] = ()
+    # Linker flags, e.g. the version an Istio binary reports (release builds stamp it;
+    # pilot-agent sends it to istiod, which decides per proxy version what to send).
+    ldflags: tuple[str, ...] = ()
 
     @property
     def packages(self) -> tuple[str, ...]:
@@ -58,6 +65,7 @@ class Component:
     def pin(self, go_version: str) -> str:
         """A short digest of everything that decides what gets built."""
         digest = hashlib.sha256(go_version.encode())
+        digest.update(" ".join(self.ldflags).encode())
         for file in ("go.mod", "go.sum"):
             digest.update((self.module_dir / file).read_bytes())
         return digest.hexdigest()[:12]
@@ -81,10 +89,12 @@ COMPONENTS: tuple[Component, ...] = (
     Component("kubernetes", COMPONENTS_DIR / "kubernetes"),
     Component("kwok", COMPONENTS_DIR / "kwok"),
     Component("cni-plugins", COMPONENTS_DIR / "cni-plugins"),
+    Component("httpbin", COMPONENTS_DIR / "httpbin"),
     Component(
         "istiod",
         COMPONENTS_DIR / "istiod",
         nosumdb=("istio.io/istio", "github.com/openshift/api"),
+        ldflags=(f"-X istio.io/istio/pkg/version.buildVersion={ISTIO_VERSION}",),
     ),
 )
 

@@ -15,7 +15,7 @@ import yaml
 
 from chaosmesh_sec import kit
 from chaosmesh_sec.errors import LabError
-from chaosmesh_sec.lab import procs
+from chaosmesh_sec.lab import images, procs
 from chaosmesh_sec.lab.build import Binaries, locate
 from chaosmesh_sec.lab.components import component, module_source
 from chaosmesh_sec.lab.kubectl import Kubectl
@@ -29,7 +29,6 @@ MANIFESTS = Path(__file__).resolve().parent / "manifests"
 KWOK_CRDS = ("execs", "portforwards", "logs")
 KWOK_POD_STAGES = ("pod-delete",)  # pod-ready is ours; no pod-complete: the agent reports exits
 KITS = ("wrong-identity", "team-isolation", "cni-canary")
-PILOT_AGENT = "chaosmesh_sec.lab.standins.pilot_agent"
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 Progress = Callable[[str], None]
@@ -55,9 +54,10 @@ def node_manifest(node: Node) -> dict[str, Any]:
     }
 
 
-def _exec_shims(paths: LabPaths) -> Path:
-    """A directory first on kwok's PATH: every host command name, linked to a dispatcher
-    that runs the command inside the target container's namespaces (see kwokres)."""
+def _exec_shims(paths: LabPaths, image_commands: set[str]) -> Path:
+    """A directory first on kwok's PATH: every host command name, and every command the
+    lab's images hold (``pilot-agent``), linked to a dispatcher that runs the command
+    inside the target container's namespaces (see kwokres), where the image's files are."""
     shims = paths.state / "shims"
     shims.mkdir(parents=True, exist_ok=True)
     dispatcher = shims / ".dispatch"
@@ -66,9 +66,6 @@ def _exec_shims(paths: LabPaths) -> Path:
         "# chaosmesh-sec lab: `kubectl exec` lands here; enter the container's namespaces.\n"
         "name=${0##*/}\n"
         f"PATH={':'.join(STANDARD_PATH)}; export PATH\n"
-        # pilot-agent has no binary here: the lab's stand-in answers `request GET ...`
-        f'if [ "$name" = pilot-agent ]; then set -- -m {PILOT_AGENT} "$@"\n'
-        f"  name={sys.executable}; fi\n"
         "t=$CMSLAB_EXEC_TARGET\n"
         # a container still setting up its mounts has no pid file yet: wait for it
         'n=0; while [ -n "$t" ] && [ ! -f "$t/pid" ] && [ ! -e "$t/simulated" ] '
@@ -83,9 +80,10 @@ def _exec_shims(paths: LabPaths) -> Path:
         'exec "$name" "$@"\n'
     )
     dispatcher.chmod(0o755)
-    pilot_agent = shims / "pilot-agent"
-    if not pilot_agent.is_symlink():
-        pilot_agent.symlink_to(".dispatch")
+    for name in sorted(image_commands):
+        link = shims / name
+        if not link.is_symlink():
+            link.symlink_to(".dispatch")
     for d in STANDARD_PATH:
         if not os.path.isdir(d):
             continue
@@ -193,7 +191,7 @@ def _start_node(
         f"--node={node.name}",
         f"--kubeconfig={kubeconfig}",
         f"--pods-dir={paths.pods}",
-        f"--bin-dir={bins['pilot-discovery'].parent}",
+        f"--images={paths.images}",
         f"--cni-bin-dir={bins['ptp'].parent}",
         f"--node-root={paths.node_root(node.name)}",
     )
@@ -277,7 +275,10 @@ def start(
         "-f",
         str(istio_src / "manifests/charts/base/files/crd-all.gen.yaml"),
     )
-    shims = _exec_shims(paths)
+    table = images.lab_images(bins, istio_src)
+    images.write(table, paths.images)
+    commands = {Path(t).name for image in table.values() for t in image.files if "/bin/" in t}
+    shims = _exec_shims(paths, commands)
     for node in topo.nodes:
         progress(f"starting kwok and the node agent on {node.name} ({node.ip})")
         _start_node(bins, paths, lab_pki, topo, node, shims)

@@ -66,6 +66,11 @@ class LabPaths:
         return self.state / "nodes" / node / "root"
 
     @property
+    def images(self) -> Path:
+        """The table of the lab's real images, for the node agents (lab/images.py)."""
+        return self.state / "images.json"
+
+    @property
     def admin_kubeconfig(self) -> Path:
         return self.state / "kubeconfig"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kubernetes import config
 
+from chaosmesh_sec.lab import images
 from chaosmesh_sec.lab.agent.node_agent import NodeAgent
 from chaosmesh_sec.lab.topology import DEFAULT
 
@@ -17,7 +18,9 @@ def main() -> None:
     parser.add_argument("--node", required=True, help="the lab node this agent serves")
     parser.add_argument("--kubeconfig", required=True, type=Path, help="the node's kubeconfig")
     parser.add_argument("--pods-dir", required=True, type=Path, help="where pod directories go")
-    parser.add_argument("--bin-dir", required=True, type=Path, help="where lab binaries are")
+    parser.add_argument(
+        "--images", required=True, type=Path, help="the lab's image table (lab/images.py)"
+    )
     parser.add_argument(
         "--node-root", required=True, type=Path, help="the node's filesystem (hostPath volumes)"
     )
@@ -34,7 +37,7 @@ def main() -> None:
         DEFAULT,
         api,
         args.pods_dir,
-        args.bin_dir,
+        images.read(args.images),
         args.node_root,
         args.cni_bin_dir,
     ).run_forever()

@@ -12,8 +12,9 @@ libcni picks it) and goes through its plugin chain:
   runtime's message, and the agent tries again later, as a kubelet does;
 - when the chain holds the ``istio-cni`` plugin and the pod has an ``istio-proxy``
   container (and its namespace is not excluded by the plugin's config), the agent
-  does what that plugin does: it writes the ``ISTIO_*`` nat rules into the pod's
-  namespace before any container starts, with the exclusions the pod's
+  does what that plugin does: before any container starts it installs Istio's
+  capture rules in the pod's namespace with the real ``pilot-agent istio-iptables``
+  (the same rule builder the plugin links in), with the exclusions the pod's
   ``traffic.sidecar.istio.io/*`` annotations ask for. A pod set up while the plugin
   is missing from the chain (istio-cni-node restarting) gets no rules: the race.
 
@@ -26,23 +27,29 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chaosmesh_sec.lab.standins.cni_node import PLUGIN_TYPE, primary_conflist
-from chaosmesh_sec.lab.standins.sidecar import capture
-from chaosmesh_sec.lab.standins.sidecar.config import Settings
 
-__all__ = ["CniError", "NodeCni", "capture_settings", "wants_capture"]
+__all__ = ["CniError", "NodeCni", "capture_args", "wants_capture"]
 
 PROXY_CONTAINER = "istio-proxy"
-ANNOTATION_ENV = {
-    "traffic.sidecar.istio.io/excludeInboundPorts": "EXCLUDE_INBOUND_PORTS",
-    "traffic.sidecar.istio.io/excludeOutboundPorts": "EXCLUDE_OUTBOUND_PORTS",
-    "traffic.sidecar.istio.io/excludeOutboundIPRanges": "EXCLUDE_OUTBOUND_IP_RANGES",
+PROXY_UID = "1337"
+# The sidecar's own inbound ports the plugin never captures: Envoy's Prometheus
+# endpoint, its readiness listener and pilot-agent's status port.
+ALWAYS_EXCLUDED_INBOUND = "15090,15021,15020"
+# pod annotation -> (istio-iptables flag, the plugin's default)
+ANNOTATION_FLAGS = {
+    "traffic.sidecar.istio.io/includeOutboundIPRanges": ("-i", "*"),
+    "traffic.sidecar.istio.io/excludeOutboundIPRanges": ("-x", ""),
+    "traffic.sidecar.istio.io/includeInboundPorts": ("-b", "*"),
+    "traffic.sidecar.istio.io/excludeOutboundPorts": ("-o", ""),
+    "traffic.sidecar.istio.io/includeOutboundPorts": ("-q", ""),
+    "traffic.sidecar.istio.io/excludeInterfaces": ("-c", ""),
 }
+EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
 
 
 class CniError(Exception):
@@ -67,38 +74,28 @@ def wants_capture(pod: Any, plugin_conf: dict[str, Any]) -> bool:
     return any(c.name == PROXY_CONTAINER for c in pod.spec.containers)
 
 
-def capture_settings(pod: Any) -> Settings:
-    """The capture the plugin installs for ``pod``: defaults plus its annotations."""
+def capture_args(pod: Any) -> list[str]:
+    """The ``istio-iptables`` arguments the plugin uses for ``pod`` (pure): Istio's
+    REDIRECT mode, Envoy's uid and gid let out, the pod's annotations applied. Their
+    values are checked by istio-iptables itself, which refuses a malformed one."""
     annotations = pod.metadata.annotations or {}
-    env = {var: annotations[key] for key, var in ANNOTATION_ENV.items() if key in annotations}
-    defaults = ",".join(map(str, Settings().exclude_outbound_ports))
-    extra = env.get("EXCLUDE_OUTBOUND_PORTS", "")
-    env["EXCLUDE_OUTBOUND_PORTS"] = f"{defaults},{extra}" if extra else defaults
-    try:
-        return Settings.from_env(env)
-    except ValueError as exc:
-        raise CniError(f"plugin type={PLUGIN_TYPE!r} failed (add): {exc}") from None
-
-
-def _netns_runner(netns: str) -> capture.Runner:
-    def run(args: Sequence[str]) -> tuple[int, str]:
-        done = subprocess.run(
-            ["ip", "netns", "exec", netns, "iptables", "-w", "5", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return done.returncode, done.stderr.strip()
-
-    return run
+    args = ["-p", "15001", "-z", "15006", "-u", PROXY_UID, "-g", PROXY_UID, "-m", "REDIRECT"]
+    for key, (flag, default) in ANNOTATION_FLAGS.items():
+        value = annotations.get(key, default)
+        if value:
+            args += [flag, value]
+    extra = annotations.get(EXCLUDE_INBOUND, "")
+    args += ["-d", f"{ALWAYS_EXCLUDED_INBOUND},{extra}" if extra else ALWAYS_EXCLUDED_INBOUND]
+    return args
 
 
 class NodeCni:
     """One node's CNI config and plugin binaries, read at each pod set-up."""
 
-    def __init__(self, node_root: Path) -> None:
+    def __init__(self, node_root: Path, pilot_agent: Path | None) -> None:
         self.net_dir = node_root / "etc/cni/net.d"
         self.bin_dir = node_root / "opt/cni/bin"
+        self.pilot_agent = pilot_agent  # Istio's rule builder (None: the lab has no proxyv2)
 
     def supported_versions(self, plugin_type: str) -> list[str]:
         """Ask the plugin binary (``CNI_COMMAND=VERSION``); CniError if it cannot say."""
@@ -143,9 +140,22 @@ class NodeCni:
         captured = False
         for plugin in plugins:
             if plugin.get("type") == PLUGIN_TYPE and wants_capture(pod, plugin):
-                try:
-                    capture.install(capture_settings(pod), _netns_runner(netns))
-                except RuntimeError as exc:
-                    raise CniError(f'plugin type="{PLUGIN_TYPE}" failed (add): {exc}') from None
+                self._capture(pod, netns)
                 captured = True
         return ChainResult(path.name, tuple(str(p.get("type")) for p in plugins), captured)
+
+    def _capture(self, pod: Any, netns: str) -> None:
+        """Install Istio's rules in the pod's namespace, as the plugin's ``ADD`` does."""
+        if self.pilot_agent is None:
+            raise CniError(f'plugin type="{PLUGIN_TYPE}" failed (add): no istio-iptables here')
+        argv = [str(self.pilot_agent), "istio-iptables", *capture_args(pod)]
+        done = subprocess.run(
+            ["ip", "netns", "exec", netns, *argv],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise CniError(f'plugin type="{PLUGIN_TYPE}" failed (add): ' + " / ".join(tail))

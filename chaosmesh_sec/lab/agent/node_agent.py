@@ -25,6 +25,7 @@ from chaosmesh_sec.lab.agent.cni import CniError, NodeCni
 from chaosmesh_sec.lab.agent.crilog import CriLogPump
 from chaosmesh_sec.lab.agent.runtime import ContainerProcess, start_container
 from chaosmesh_sec.lab.agent.services import ServiceProxy
+from chaosmesh_sec.lab.images import PILOT_AGENT, Image
 from chaosmesh_sec.lab.topology import Node, Topology
 
 __all__ = ["NodeAgent"]
@@ -64,7 +65,7 @@ class NodeAgent:
         topo: Topology,
         api: client.ApiClient,
         pods_root: Path,
-        bin_dir: Path,
+        images: dict[str, Image],
         node_root: Path,
         cni_bin_dir: Path,
     ) -> None:
@@ -73,10 +74,11 @@ class NodeAgent:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.pods_root = pods_root
-        self.bin_dir = bin_dir
+        self.images = images
         self.node_root = node_root
         self.cni_bin_dir = cni_bin_dir
-        self.cni = NodeCni(node_root)
+        proxy = images.get("proxyv2")
+        self.cni = NodeCni(node_root, proxy.files.get(PILOT_AGENT) if proxy else None)
         # pod uid -> (when to try again, namespace, name)
         self.sandbox_failures: dict[str, tuple[float, str, str]] = {}
         self.services = ServiceProxy(api, self._hosts_files)
@@ -206,6 +208,7 @@ class NodeAgent:
         meta = pod.metadata
         pod_dir = self.pods_root / f"{meta.namespace}_{meta.name}_{meta.uid[:8]}"
         pod_dir.mkdir(parents=True, exist_ok=True)
+        pod_dir.chmod(0o700)  # its tokens and secrets are 0644 files, as a kubelet's
         netns = ""
         retried = False
         if not pod.spec.host_network:
@@ -382,7 +385,7 @@ class NodeAgent:
             netns=state.netns,
             volumes=vols,
             pod_dir=state.pod_dir,
-            bin_dir=self.bin_dir,
+            images=self.images,
             base_env=self.base_env,
             on_exit=on_exit,
         )

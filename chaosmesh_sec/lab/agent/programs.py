@@ -1,42 +1,37 @@
-"""What the lab runs for a container: its command on this machine, a local build, or a stand-in.
+"""What the lab runs for a container: the image's real program, a stand-in, or its command.
 
-Images whose entrypoint the lab builds from source (istiod's ``pilot``) map to the
-local binary; images the lab cannot run (istio-cni's ``install-cni``) map to a
-stand-in of ours in :mod:`chaosmesh_sec.lab.standins`, run with this Python. Any
-container with an explicit ``command`` runs that command with the host's tools.
-Containers with none of these are simulated only (kwok keeps their status).
+Images the lab has for real (:mod:`chaosmesh_sec.lab.images`: istiod's ``pilot``,
+``proxyv2``'s pilot-agent and Envoy, go-httpbin) have their files bound at their
+image paths in the container, and run their entrypoint unless the container gives a
+``command``. Images the lab cannot run (istio-cni's ``install-cni``, Cilium, Istio's
+Python helloworld) map to a stand-in of ours in :mod:`chaosmesh_sec.lab.standins`,
+run with this Python. Any other container with an explicit ``command`` runs that
+command with the host's tools. Containers with none of these are simulated only
+(kwok keeps their status).
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IMAGE_ENTRYPOINTS", "argv_for", "mount_script"]
+from chaosmesh_sec.lab.images import Image
 
-Entrypoint = Callable[[Path], list[str]]
-
-
-def _lab_binary(name: str) -> Entrypoint:
-    return lambda bin_dir: [str(bin_dir / name)]
+__all__ = ["STANDINS", "argv_for", "image_of", "mount_script"]
 
 
-def _standin(module: str, *args: str) -> Entrypoint:
-    return lambda _bin_dir: [sys.executable, "-m", module, *args]
+def _standin(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
 
 
-IMAGE_ENTRYPOINTS: dict[str, Entrypoint] = {
+STANDINS: dict[str, list[str]] = {
     # image repository basename -> the argv that stands for its entrypoint
-    "pilot": _lab_binary("pilot-discovery"),
     "install-cni": _standin("chaosmesh_sec.lab.standins.cni_node"),
-    "proxyv2": _standin("chaosmesh_sec.lab.standins.sidecar"),
     "cilium": _standin("chaosmesh_sec.lab.standins.cilium_agent"),
     "examples-helloworld-v1": _standin("chaosmesh_sec.lab.standins.apps", "helloworld"),
     "examples-helloworld-v2": _standin("chaosmesh_sec.lab.standins.apps", "helloworld"),
-    "go-httpbin": _standin("chaosmesh_sec.lab.standins.apps", "httpbin"),
 }
 
 
@@ -46,31 +41,52 @@ def _repository_basename(image: str) -> str:
     return last.split(":", 1)[0]
 
 
-def argv_for(container: Any, bin_dir: Path) -> list[str]:
+def image_of(container: Any, images: dict[str, Image]) -> Image | None:
+    """The lab's real image for ``container``, if it has one."""
+    return images.get(_repository_basename(container.image or ""))
+
+
+def argv_for(container: Any, images: dict[str, Image]) -> list[str]:
     """The argv the lab runs for ``container``; empty when there is nothing to run."""
     command = list(container.command or [])
     args = list(container.args or [])
     if command:
         return command + args
-    entry = IMAGE_ENTRYPOINTS.get(_repository_basename(container.image or ""))
-    if entry:
-        return [*entry(bin_dir), *args]
+    image = image_of(container, images)
+    if image is not None:
+        return [*image.entrypoint, *args]
+    standin = STANDINS.get(_repository_basename(container.image or ""))
+    if standin:
+        return [*standin, *args]
     return []
+
+
+HOST = "/run/.cmslab-host"  # the host's tree, while a container's mounts are set up
 
 
 def _normalise(target: str) -> str:
     return "/run" + target[len("/var/run") :] if target.startswith("/var/run/") else target
 
 
-def mount_script(mounts: list[tuple[Path, str, bool]], scratch: Path) -> str:
+def mount_script(mounts: list[tuple[Path, str, bool]], scratch: Path, pidfile: Path) -> str:
     """Shell lines that set up a container's mounts in a private mount namespace.
 
     ``/run`` becomes a private tmpfs (ServiceAccount tokens and other secrets live
     there, invisible to the host). A target whose parent does not exist on the host
     gets an overlay on its nearest existing ancestor, so nothing is created on the
-    host's filesystem.
+    host's filesystem. Every source, and every overlay's upper and work directory, is
+    reached through a view of the host's tree taken before any overlay (:data:`HOST`,
+    unmounted at the end): an overlay on ``/var/lib`` would otherwise stand between a
+    later mount and its source (writes to an emptyDir would be copied up into that
+    container's overlay instead of shared, and an upper directory on an overlay is
+    refused). Once the mounts are up the shell's pid is published in ``pidfile``
+    (through that view too: the pod's directory may be under an overlay by then).
     """
-    lines = ["set -e", "mount -t tmpfs -o mode=0755 lab-run /run"]
+    lines = [
+        "set -e",
+        "mount -t tmpfs -o mode=0755 lab-run /run",
+        f"mkdir -p {HOST} && mount --rbind / {HOST}",
+    ]
     overlays: set[str] = set()
     for n, (source, raw_target, read_only) in enumerate(mounts):
         target = _normalise(raw_target)
@@ -79,10 +95,10 @@ def mount_script(mounts: list[tuple[Path, str, bool]], scratch: Path) -> str:
             while not ancestor.exists():
                 ancestor = ancestor.parent
             if str(ancestor) not in overlays and str(ancestor) != "/":
-                layer = scratch / f"overlay{len(overlays)}"
+                layer = _host_view(scratch / f"overlay{len(overlays)}")
                 upper, work = layer / "upper", layer / "work"
                 lines.append(f"mkdir -p {shlex.quote(str(upper))} {shlex.quote(str(work))}")
-                opts = f"lowerdir={ancestor},upperdir={upper},workdir={work}"
+                opts = f"lowerdir={_host_view(ancestor)},upperdir={upper},workdir={work}"
                 lines.append(
                     f"mount -t overlay lab-overlay{n} -o {shlex.quote(opts)} "
                     f"{shlex.quote(str(ancestor))}"
@@ -93,7 +109,14 @@ def mount_script(mounts: list[tuple[Path, str, bool]], scratch: Path) -> str:
             lines.append(f"mkdir -p {q}")
         else:
             lines.append(f"mkdir -p $(dirname {q}) && touch {q}")
-        lines.append(f"mount --bind {shlex.quote(str(source))} {q}")
+        lines.append(f"mount --bind {shlex.quote(str(_host_view(source)))} {q}")
         if read_only:
             lines.append(f"mount -o remount,bind,ro {q}")
+    tmp, final = (shlex.quote(str(_host_view(pidfile.parent) / n)) for n in ("pid.tmp", "pid"))
+    lines.append(f"echo $$ > {tmp} && mv -f {tmp} {final}")
+    lines.append(f"umount -l {HOST} && rmdir {HOST}")
     return "\n".join(lines)
+
+
+def _host_view(path: Path) -> Path:
+    return Path(HOST) / path.resolve().relative_to("/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shlex
+import re
 import signal
 import subprocess
 import threading
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_sec.lab.agent.programs import argv_for, mount_script
+from chaosmesh_sec.lab.agent.programs import argv_for, image_of, mount_script
 from chaosmesh_sec.lab.agent.volumes import field_value
+from chaosmesh_sec.lab.images import Image
 
-__all__ = ["ContainerProcess", "start_container"]
+__all__ = ["ContainerProcess", "run_as", "start_container"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -56,6 +57,22 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """A kubelet's ``$(VAR)`` expansion in a command, an argument or an env value: a
+    defined variable is replaced, an undefined one left as written, ``$$`` is ``$``."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        return env.get(name, match.group(0))
+
+    return _REFERENCE.sub(sub, value)
+
+
 def _env(pod: Any, container: Any, base: dict[str, str]) -> dict[str, str]:
     env = dict(base)
     # How the lab (and its tests) find a pod's processes in /proc.
@@ -63,10 +80,33 @@ def _env(pod: Any, container: Any, base: dict[str, str]) -> dict[str, str]:
     env["CMSLAB_CONTAINER"] = container.name
     for var in container.env or []:
         if var.value is not None:
-            env[var.name] = var.value
+            env[var.name] = expand(var.value, env)
         elif var.value_from is not None and var.value_from.field_ref is not None:
             env[var.name] = field_value(pod, var.value_from.field_ref.field_path)
     return env
+
+
+def run_as(pod: Any, container: Any) -> tuple[int, int] | None:
+    """The (uid, gid) ``container`` runs as, from its or the pod's securityContext; None
+    for the image's user (root, for every image the lab runs). A runAsUser without a
+    runAsGroup runs with group 0, as a runtime does for an image without a USER group."""
+    uid = gid = None
+    for ctx in (pod.spec.security_context, container.security_context):
+        if ctx is not None:
+            uid = ctx.run_as_user if ctx.run_as_user is not None else uid
+            gid = ctx.run_as_group if ctx.run_as_group is not None else gid
+    if uid is None and gid is None:
+        return None
+    return (uid or 0, gid or 0)
+
+
+def _user_switch(pod: Any, container: Any) -> list[str]:
+    """The argv prefix that drops to the container's user once its mounts are up."""
+    ids = run_as(pod, container)
+    if ids is None or ids == (0, 0):
+        return []
+    uid, gid = ids
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
 
 def start_container(
@@ -76,15 +116,20 @@ def start_container(
     netns: str,
     volumes: dict[str, Path],
     pod_dir: Path,
-    bin_dir: Path,
+    images: dict[str, Image],
     base_env: dict[str, str],
     on_exit: ExitCallback,
 ) -> ContainerProcess | None:
-    """Start ``container`` of ``pod``; None when the lab has nothing to run for it."""
-    argv = argv_for(container, bin_dir)
+    """Start ``container`` of ``pod``; None when the lab has nothing to run for it.
+
+    The image's files (when the lab has the image) are bound read-only first, then the
+    volumes, as a runtime mounts volumes over the image's filesystem."""
+    argv = argv_for(container, images)
     if not argv:
         return None
-    mounts = [
+    image = image_of(container, images)
+    mounts = [(source, target, True) for target, source in (image.files if image else {}).items()]
+    mounts += [
         (volumes[m.name], m.mount_path, bool(m.read_only))
         for m in container.volume_mounts or []
         if m.name in volumes
@@ -97,16 +142,14 @@ def start_container(
     # The pid file appears once the mounts are in place: `kubectl exec` (the lab's
     # exec shim) waits for it, as a kubelet only execs into a started container.
     pidfile = pod_dir / "containers" / container.name / "pid"
-    tmp, final = shlex.quote(f"{pidfile}.tmp"), shlex.quote(str(pidfile))
-    publish = f"echo $$ > {tmp} && mv -f {tmp} {final}"
-    script = mount_script(mounts, scratch) + f'\n{publish}\nexec "$@"'
+    script = mount_script(mounts, scratch, pidfile) + '\nexec "$@"'
     cmd = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"]
     if netns:
         cmd = ["nsenter", f"--net=/run/netns/{netns}", "--", *cmd]
-    cmd += argv
+    env = _env(pod, container, base_env)
+    cmd += _user_switch(pod, container) + [expand(arg, env) for arg in argv]
     log_path = pod_dir / "logs" / f"{container.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = _env(pod, container, base_env)
     workdir = (
         container.working_dir
         if container.working_dir and os.path.isdir(container.working_dir)

@@ -1,13 +1,15 @@
 """Materialise a pod's volumes into files under the pod's directory.
 
 Supported: projected (serviceAccountToken, configMap, secret, downwardAPI metadata),
-configMap, secret, emptyDir, hostPath. Tokens come from the TokenRequest API, bound
+configMap, secret, downwardAPI (metadata fields, labels and annotations), emptyDir,
+hostPath. Tokens come from the TokenRequest API, bound
 to the pod, with the audience the pod asked for.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,8 +31,12 @@ class Mount:
 
 
 def _write(path: Path, data: bytes, secret: bool) -> None:
+    """A volume's file, mode 0644 as a kubelet writes it when no defaultMode is given
+    (a non-root container such as the sidecar, uid 1337, must read its token). Secrets
+    stay out of other users' reach by the pod directory's own mode (0700)."""
+    del secret  # kept by the callers for the day defaultMode is honoured
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
@@ -96,14 +102,25 @@ class _Materialiser:
                 for path, value in _items(data, src.secret.items).items():
                     files[path] = (value, True)
             elif src.downward_api is not None:
-                for item in src.downward_api.items or []:
-                    if item.field_ref is not None:
-                        text = _field(self.pod, item.field_ref.field_path)
-                        files[item.path] = (text.encode(), False)
+                files.update(self.downward(src.downward_api.items or []))
+        return files
+
+    def downward(self, items: list[Any]) -> dict[str, tuple[bytes, bool]]:
+        files: dict[str, tuple[bytes, bool]] = {}
+        for item in items:
+            if item.field_ref is not None:
+                files[item.path] = (_field(self.pod, item.field_ref.field_path).encode(), False)
         return files
 
 
+def _pairs(mapping: dict[str, str] | None) -> str:
+    """Labels or annotations as a kubelet writes them in a downwardAPI file."""
+    return "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted((mapping or {}).items()))
+
+
 def _field(pod: Any, path: str) -> str:
+    if path in ("metadata.labels", "metadata.annotations"):
+        return _pairs(pod.metadata.labels if path.endswith("labels") else pod.metadata.annotations)
     fields = {
         "metadata.name": pod.metadata.name,
         "metadata.namespace": pod.metadata.namespace,
@@ -143,12 +160,16 @@ def materialise(
         elif vol.secret is not None:
             data = m.secret(vol.secret.secret_name, bool(vol.secret.optional)) or {}
             files = {p: (v, True) for p, v in _items(data, vol.secret.items).items()}
+        elif vol.downward_api is not None:
+            files = m.downward(vol.downward_api.items or [])
         elif vol.host_path is not None:
             host = node_root / vol.host_path.path.lstrip("/")
             host.mkdir(parents=True, exist_ok=True)
             out[vol.name] = host
             continue
-        elif vol.empty_dir is None:
+        elif vol.empty_dir is not None:
+            target.chmod(0o777)  # as a kubelet makes it: any container's user writes there
+        else:
             logger.warning("lab: volume %s of %s: unsupported type", vol.name, pod.metadata.name)
         for rel, (value, secret) in files.items():
             _write(target / rel, value, secret)
