@@ -9,6 +9,7 @@ process, a network namespace, an iptables rule) it reads this machine through
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import uuid
@@ -79,6 +80,28 @@ def eventually(check: Callable[[], T | None], timeout: float = 60, what: str = "
             last = exc
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: {last!r}")
+
+
+def kit_deployment(
+    kit_name: str, name: str, namespace: str, service_account: str = "default"
+) -> dict[str, Any]:
+    """A copy of one of a kit's Deployments (sidecar and all, as the kit writes it out),
+    moved to ``namespace`` and running as ``service_account``, unpinned."""
+    docs = kit.documents(kit_name)
+    [dep] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name]
+    dep = copy.deepcopy(dep)
+    old = dep["metadata"]["namespace"]
+    dep["metadata"]["namespace"] = namespace
+    spec = dep["spec"]["template"]["spec"]
+    spec["serviceAccountName"] = service_account
+    spec.pop("nodeSelector", None)
+    for container in spec["containers"]:
+        for var in container.get("env", []):
+            if "value" in var:  # ISTIO_META_OWNER names the namespace
+                var["value"] = var["value"].replace(
+                    f"/namespaces/{old}/", f"/namespaces/{namespace}/"
+                )
+    return dep
 
 
 PAUSE = "registry.k8s.io/pause:3.10"

@@ -1,21 +1,21 @@
 """Proxies' certificates, read as a person would (``pilot-agent request GET certs``).
 
-The lab's sidecar stand-in holds a certificate istiod issued for its pod's
-ServiceAccount; the probe reads it through exec, checks the identity and expiry, and
-tells rotation apart across a check (a workload with a short certificate lifetime).
+The lab's sidecars are the real pilot-agent and Envoy: pilot-agent gets a certificate
+from istiod for its pod's ServiceAccount and hands it to Envoy over SDS. The probe reads
+Envoy's certificates through exec (``pilot-agent request GET certs``, Envoy's admin
+``/certs``), checks the identity and expiry, and tells rotation apart across a check (a
+workload with a short certificate lifetime).
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
-from chaosmesh_sec import kit
 from chaosmesh_sec.probes import sidecar_certs
-from tests.lab_fixtures import eventually
+from tests.lab_fixtures import eventually, kit_deployment
 
 
 def test_every_kit_proxy_holds_a_fresh_certificate_for_its_own_identity(lab: Path) -> None:
@@ -32,15 +32,15 @@ def test_every_kit_proxy_holds_a_fresh_certificate_for_its_own_identity(lab: Pat
 
 
 def _short_lived(api: client.ApiClient, namespace: str) -> None:
-    """The kit's sleep-v1, in ``namespace``, asking istiod for 20-second certificates."""
-    docs = kit.documents("wrong-identity")
-    [dep] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "sleep-v1"]
-    dep = copy.deepcopy(dep)
-    dep["metadata"]["namespace"] = namespace
+    """The kit's sleep-v1, in ``namespace``, asking istiod for 20-second certificates.
+
+    The lifetime is the proxy's to ask (pilot-agent's ``SECRET_TTL``): istiod's own
+    ``DEFAULT_WORKLOAD_CERT_TTL`` applies only to a request that names none, and
+    pilot-agent always names one (24 h unless told)."""
+    dep = kit_deployment("wrong-identity", "sleep-v1", namespace)
     pod_spec = dep["spec"]["template"]["spec"]
-    pod_spec.pop("serviceAccountName")
     proxy = next(c for c in pod_spec["containers"] if c["name"] == "istio-proxy")
-    proxy["env"].append({"name": "CERT_VALIDITY_SECONDS", "value": "20"})
+    proxy["env"].append({"name": "SECRET_TTL", "value": "20s"})
     client.AppsV1Api(api).create_namespaced_deployment(namespace, dep)
 
 
@@ -58,7 +58,7 @@ def test_rotation_is_seen_across_checks(
     assert proxy["identity"] == f"spiffe://cluster.local/ns/{namespace}/sa/default"
     assert proxy["seconds_left"] <= 20
 
-    def rotated() -> Any:  # the stand-in renews at half the lifetime
+    def rotated() -> Any:  # pilot-agent renews at half the lifetime (SECRET_GRACE_PERIOD_RATIO)
         rotation = sidecar_certs.certificate_rotation(compare_to="short", namespace=namespace)
         return rotation if rotation["rotated"] else None
 
