@@ -11,14 +11,21 @@ came back into :class:`Evidence`, and :func:`classify` names the layer that deci
 - ``error``: anything else (DNS failure, a 5xx, the exec failed...), evidence kept.
 
 ``mtls_failure`` counts as a deny: the request did not get through (:data:`DENIALS`).
+
+The evidence also keeps the response headers that name who answered (``server`` and
+every ``x-envoy-*``, from curl's ``%{header_json}``: :func:`responder_headers`), and
+:func:`answered_by` reads them: Envoy's own reply or the application's. They are
+evidence only: no verdict depends on them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shlex
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from chaosmesh_sec import _validate
@@ -27,10 +34,15 @@ __all__ = [
     "BODY_EXCERPT_CHARS",
     "DEFAULT_TIMEOUT_SECONDS",
     "DENIALS",
+    "HEADER_LINE_CHARS",
     "MAX_TIMEOUT_SECONDS",
     "MIN_TIMEOUT_SECONDS",
+    "RESPONDER_HEADERS",
+    "RESPONDER_LINES",
+    "RESPONDER_VALUE_CHARS",
     "VERDICTS",
     "Evidence",
+    "answered_by",
     "classify",
     "curl_argv",
     "curl_command",
@@ -38,6 +50,7 @@ __all__ = [
     "excerpt",
     "parse_curl_output",
     "request_timeout",
+    "responder_headers",
 ]
 
 VERDICTS = ("allowed", "denied_by_mesh", "denied_by_network", "mtls_failure", "error")
@@ -58,9 +71,28 @@ _NETWORK_RESETS = ("connection timeout", "connection failure", "reset")
 NETWORK_EXITS = frozenset({7, 28})  # couldn't connect (refused, unreachable); timed out
 MTLS_EXITS = frozenset({35, 56})  # SSL connect error; recv failure (reset after connect)
 
+RESPONDER_HEADERS = 8
+"""At most this many response headers are kept as the responder (the first ones)."""
+RESPONDER_VALUE_CHARS = 200
+"""A responder header's value is cut to this many characters (``...`` marks a cut)."""
+HEADER_LINE_CHARS = 512
+"""A line of curl's ``%{header_json}`` longer than this is left out (a pod cuts them)."""
+ENVOY_SERVERS = frozenset({"envoy", "istio-envoy"})
+"""The ``server`` values Envoy answers with (its default; istio's sidecars and gateways)."""
+UPSTREAM_TIME = "x-envoy-upstream-service-time"
+"""The header Envoy adds to a response it got from its upstream (not to its own replies)."""
+RESPONDER_LINES = ('"server":', '"x-envoy-')
+"""How a line of ``%{header_json}`` naming a responder header starts (after any ``{``)."""
+_RESPONDER = re.compile(r"server|x-envoy-[a-z0-9-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # and line separators
+
 HTTP_MARK = "curl-http:"
 EXIT_MARK = "curl-exit:"
-_WRITE_OUT = f"\\n{HTTP_MARK}%{{http_code}}\\n"  # curl expands the \n itself
+HEADERS_MARK = "curl-headers:"
+HEADERS_WRITE_OUT = "%{header_json}"
+"""curl's response headers as JSON (curl 7.83 or later; an older curl writes nothing)."""
+# curl expands the \n itself
+_WRITE_OUT = f"\\n{HEADERS_MARK}{HEADERS_WRITE_OUT}\\n{HTTP_MARK}%{{http_code}}\\n"
 _HTTP_CODE = re.compile(r"\d{3}")
 _EXIT_CODE = re.compile(r"\d{1,5}")
 
@@ -78,7 +110,10 @@ class Evidence:
     printed it, "000" when no response came. `body`: an excerpt of the response.
     `error`: curl's message (stderr), or why the exec failed. `unserved`: the Service
     (``namespace/name``) the request went to when it had no Ready endpoint, so that the
-    failure was nobody's deny.
+    failure was nobody's deny. `responder`: the response headers that name who answered
+    (:func:`responder_headers`: ``server`` and ``x-envoy-*``, lower-case name -> value),
+    ``{}`` when the response had none of them, None when curl did not report its
+    headers (older than 7.83, or the command did not run).
     """
 
     exit_code: int | None
@@ -86,6 +121,7 @@ class Evidence:
     body: str
     error: str = ""
     unserved: str = ""
+    responder: dict[str, str] | None = field(default=None, hash=False)
 
     def unserved_by(self, service: str) -> Evidence:
         """This request, known to have gone to ``service`` while it had no Ready endpoint."""
@@ -97,6 +133,10 @@ class Evidence:
         return cls(None, "000", "", _excerpt(error, ERROR_EXCERPT_CHARS))
 
     def to_json(self) -> dict[str, Any]:
+        """``{"exit_code", "http_code", "body", "error"}``, with ``"unserved"`` when set,
+        ``"responder": {name: value}`` when it names any header, and ``"answered_by"``
+        (``"envoy"`` or ``"app"``, :func:`answered_by`) when a response came and curl
+        reported its headers."""
         out: dict[str, Any] = {
             "exit_code": self.exit_code,
             "http_code": self.http_code,
@@ -105,7 +145,36 @@ class Evidence:
         }
         if self.unserved:
             out["unserved"] = self.unserved
+        if self.responder:
+            out["responder"] = dict(self.responder)
+        who = answered_by(self)
+        if who:
+            out["answered_by"] = who
         return out
+
+
+def answered_by(evidence: Evidence) -> str:
+    """Who wrote the response, as its headers tell: ``"envoy"``, ``"app"`` or ``""``.
+
+    - ``"envoy"``: the ``server`` header names Envoy (``envoy``, or istio's
+      ``istio-envoy``) and there is no ``x-envoy-upstream-service-time``, which Envoy
+      adds only to what it got from an upstream: Envoy's own reply (a local reply, such
+      as the RBAC 403 or a sidecar's 503);
+    - ``"app"``: any other response. It came from upstream of the last Envoy on the way
+      (``x-envoy-upstream-service-time``), or no Envoy named itself (the application's
+      own headers, or none);
+    - ``""``: no response (HTTP code 000), or curl did not report the headers.
+
+    Only the last Envoy on the way shows: behind a client-side sidecar (which times its
+    upstream, the server's sidecar), a local reply of the server's sidecar reads
+    ``"app"``. Evidence only; :func:`classify` does not read it.
+    """
+    if evidence.responder is None or evidence.exit_code is None or evidence.http_code == "000":
+        return ""
+    server = evidence.responder.get("server", "").strip().lower()
+    if server in ENVOY_SERVERS and UPSTREAM_TIME not in evidence.responder:
+        return "envoy"
+    return "app"
 
 
 def classify(evidence: Evidence) -> str:
@@ -176,7 +245,9 @@ def curl_command(
     """The argv to exec in a source's container: curl, then its exit code on the last line.
 
     ``sh -c`` running ``curl -q -sS --noproxy '*' -m T -X METHOD -o - -w TRAILER URL;
-    echo "curl-exit:$?"``, TRAILER being ``\\ncurl-http:%{http_code}\\n``. The shell
+    echo "curl-exit:$?"``, TRAILER being
+    ``\\ncurl-headers:%{header_json}\\ncurl-http:%{http_code}\\n`` (the response
+    headers as JSON need curl 7.83 or later; an older one leaves them out). The shell
     always exits 0, so curl's exit code survives an exec that loses it. ``-q`` skips
     any ``.curlrc`` and ``--noproxy`` any proxy variable of the container: the request
     goes straight from the source. ``HEAD`` uses ``--head`` (``-X HEAD`` waits for a
@@ -210,7 +281,9 @@ def parse_curl_output(stdout: str, stderr: str) -> Evidence:
 
     Without the exit-code line (the shell did not run, the output was cut), the
     evidence has exit code None and says so in `error`. The body is cut to
-    :data:`BODY_EXCERPT_CHARS`; `error` holds curl's own message, from `stderr`.
+    :data:`BODY_EXCERPT_CHARS`; `error` holds curl's own message, from `stderr`. The
+    responder is read from the headers curl wrote (:func:`responder_headers`); None
+    when curl wrote no JSON there (older than 7.83: nothing, or the variable as is).
     """
     error = _excerpt(stderr.strip(), ERROR_EXCERPT_CHARS)
     text = stdout.replace("\r\n", "\n").rstrip()
@@ -220,23 +293,83 @@ def parse_curl_output(stdout: str, stderr: str) -> Evidence:
         return Evidence(None, "000", _excerpt(stdout), _join(problem, error))
     exit_code = int(tail)
     head = head.removesuffix("\n")
-    body, mark, code = head.rpartition("\n" + HTTP_MARK)
-    if not mark and head.startswith(HTTP_MARK):  # nothing before the write-out at all
-        body, mark, code = "", HTTP_MARK, head.removeprefix(HTTP_MARK)
-    if not mark:  # curl did not write its trailer (not installed: exit 127)
+    body, code, found = _cut_mark(head, HTTP_MARK)
+    if not found:  # curl did not write its trailer (not installed: exit 127)
         return Evidence(exit_code, "000", _excerpt(head), error)
-    return evidence_of(exit_code, code, body, error)
+    # the headers' JSON has a newline only between two headers, each line starting
+    # with '{', '"' or '}': no header can fake a mark, and the last one is curl's
+    body, headers, found = _cut_mark(body, HEADERS_MARK)
+    responder = responder_headers(headers.split("\n")) if headers.startswith("{") else None
+    return evidence_of(exit_code, code, body, error, responder)
 
 
-def evidence_of(exit_code: int, http_code: str, body: str, error: str) -> Evidence:
+def _cut_mark(text: str, mark: str) -> tuple[str, str, bool]:
+    """`text` split at its last line starting with `mark`: (before, after, found)."""
+    before, sep, after = text.rpartition("\n" + mark)
+    if not sep and text.startswith(mark):  # nothing before the mark at all
+        return "", text.removeprefix(mark), True
+    return (before, after, True) if sep else (text, "", False)
+
+
+def evidence_of(
+    exit_code: int,
+    http_code: str,
+    body: str,
+    error: str,
+    responder: dict[str, str] | None = None,
+) -> Evidence:
     """The evidence of a request whose curl ran to its end (exit code known) and wrote its
     `http_code`: the body cut to :data:`BODY_EXCERPT_CHARS`, a malformed code kept as
-    ``000`` with why."""
+    ``000`` with why; `responder` as :func:`responder_headers` read it."""
     error = _excerpt(error, ERROR_EXCERPT_CHARS)
     code = http_code.strip()
     if not _HTTP_CODE.fullmatch(code):
-        return Evidence(exit_code, "000", _excerpt(body), _join(f"bad http code {code!r}", error))
-    return Evidence(exit_code, code, _excerpt(body), error)
+        problem = _join(f"bad http code {code!r}", error)
+        return Evidence(exit_code, "000", _excerpt(body), problem, responder=responder)
+    return Evidence(exit_code, code, _excerpt(body), error, responder=responder)
+
+
+def responder_headers(lines: Iterable[str]) -> dict[str, str]:
+    """The response headers that name who answered, from the lines of curl's
+    ``%{header_json}``: ``server`` and every ``x-envoy-*``, name -> value; never raises.
+
+    curl writes one header per line (``"name":["value",...],``, the first line opening
+    with ``{``). Only the first :data:`RESPONDER_HEADERS` lines that start as one of
+    these headers (:data:`RESPONDER_LINES`) are read, as the batch script keeps them;
+    one that does not parse as that (longer than :data:`HEADER_LINE_CHARS`, or
+    garbled) is left out. A header sent more than once has its values joined with
+    ``, `` (as ``%header{name}`` writes them). A value is the destination's own text:
+    control characters (CR, LF, ...) become spaces and it is cut to
+    :data:`RESPONDER_VALUE_CHARS`.
+    """
+    out: dict[str, str] = {}
+    candidates = 0
+    for line in lines:
+        member = line.removeprefix("{")
+        if not member.startswith(RESPONDER_LINES):
+            continue
+        candidates += 1
+        if candidates > RESPONDER_HEADERS:
+            break
+        if len(line) > HEADER_LINE_CHARS:
+            continue
+        member = member.rstrip().removesuffix("}").removesuffix(",")
+        try:
+            parsed = json.loads("{" + member + "}")
+        except ValueError:
+            continue
+        if not isinstance(parsed, dict) or len(parsed) != 1:
+            continue
+        [(name, values)] = parsed.items()
+        if not _RESPONDER.fullmatch(name) or name in out:
+            continue
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list):
+            continue
+        text = ", ".join(v for v in values if isinstance(v, str))
+        out[name] = _excerpt(_CONTROL.sub(" ", text).strip(), RESPONDER_VALUE_CHARS)
+    return out
 
 
 def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:

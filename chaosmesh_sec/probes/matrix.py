@@ -87,14 +87,21 @@ def identity_matrix(
     method, which Chaos Toolkit does not hold against a tolerance).
 
     Returns `{"holds", "matrix", "cells": [{"source", "destination", "expected",
-    "verdict", "ok", "evidence": {"exit_code", "http_code", "body", "error"},
-    "fail_open", "unexpected_deny", "layer_mismatch", "baseline", "layer_change"}],
-    "fail_open", "unexpected_denies", "layer_mismatches", "layer_changes", "errors",
-    "counts", "pods": {source: {"name", "node", "pod_ip"}}, "baseline", "checked_at",
-    "seconds"}`. Tolerance: `$.holds` (every cell as expected); fail-open cells are
-    listed under `fail_open`, the worst result. A request that could not connect to a
-    Service with no Ready endpoint (the EndpointSlices are read for such cells) is an
-    `error` whose evidence names it under `unserved`: no policy decided it.
+    "verdict", "ok", "evidence": {"exit_code", "http_code", "body", "error",
+    "responder", "answered_by"}, "fail_open", "unexpected_deny", "layer_mismatch",
+    "baseline", "layer_change"}], "fail_open", "unexpected_denies", "layer_mismatches",
+    "layer_changes", "errors", "counts", "pods": {source: {"name", "node", "pod_ip"}},
+    "baseline", "checked_at", "seconds"}`. Tolerance: `$.holds` (every cell as
+    expected); fail-open cells are listed under `fail_open`, the worst result. A
+    request that could not connect to a Service with no Ready endpoint (the
+    EndpointSlices are read for such cells) is an `error` whose evidence names it under
+    `unserved`: no policy decided it. Who answered, when curl (7.83 or later) reported
+    the response headers: `responder` holds its `server` and `x-envoy-*` headers (when
+    it had any), and `answered_by` is `envoy` for Envoy's own reply (`server: envoy` or
+    `istio-envoy` with no `x-envoy-upstream-service-time`: the RBAC 403, a sidecar's
+    503) or `app` for any other response (it came through Envoy, or no Envoy named
+    itself). Only the last Envoy on the way shows: behind a client's sidecar, the
+    server sidecar's reply reads `app`. Evidence only: no verdict depends on it.
     """
     parsed = _restricted(_load(matrix), sources, destinations)
     narrowing = _narrowing(narrow_sources, parsed)

@@ -349,14 +349,20 @@ def _raised_cell(cid: str) -> MatrixCell:
     )
 
 
+_ANSWERED_BY = {"envoy": "Envoy", "app": "the app"}
+"""How a cell's evidence names who answered (its ``answered_by``), in a sentence."""
+
+
 def _evidence(value: Any) -> str:
+    """One line of a cell's evidence: ``HTTP 403 from Envoy · RBAC: access denied``."""
     e = _map(value)
     if not e:
         return ""
     parts = []
     code, exit_code = _str(e.get("http_code")), e.get("exit_code")
     if code and code != "000":
-        parts.append(f"HTTP {code}")
+        who = _ANSWERED_BY.get(_str(e.get("answered_by")))
+        parts.append(f"HTTP {code} from {who}" if who else f"HTTP {code}")
     if exit_code not in (None, 0):
         parts.append(f"curl exit {describe.headline(exit_code)}")
     elif exit_code is None:

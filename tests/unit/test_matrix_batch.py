@@ -2,8 +2,9 @@
 
 The fake curl stops where the network would start: it answers each URL as a JSON file
 named after the URL's last path segment tells it, and expands curl's write-out
-variables (``%{http_code}``, ``%{errormsg}``) as curl does. The shell, the pipeline,
-the quoting and the parser are the real ones.
+variables (``%{http_code}``, ``%{errormsg}``, ``%{header_json}``) as curl does (as curl
+7.82 does, or as a curl that writes the variable as it is, when the answer says so).
+The shell, the pipeline, the quoting and the parser are the real ones.
 """
 
 from __future__ import annotations
@@ -22,20 +23,25 @@ import pytest
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.probes._matrix_batch import (
     BODY_CUT_BYTES,
+    HEADER_CUT_BYTES,
     batch_script,
     new_nonce,
     parse_records,
 )
 from chaosmesh_sec.probes._matrix_evidence import (
     BODY_EXCERPT_CHARS,
+    HEADER_LINE_CHARS,
+    RESPONDER_HEADERS,
+    RESPONDER_VALUE_CHARS,
     Evidence,
+    answered_by,
     classify,
     curl_command,
     parse_curl_output,
 )
 
 FAKE_CURL = """#!{python}
-import json, os, sys, time
+import json, os, re, sys, time
 args = sys.argv[1:]
 url, write_out = args[-1], args[args.index("-w") + 1]
 name = url.rstrip("/").rsplit("/", 1)[-1]
@@ -43,17 +49,57 @@ with open(os.path.join(os.environ["FAKE_DIR"], name + ".json")) as f:
     answer = json.load(f)
 time.sleep(answer.get("sleep", 0))
 code, exit_code, error = answer["code"], answer["exit"], answer.get("error", "")
-out = write_out.replace("\\\\n", "\\n").replace("%{{http_code}}", code)
-out = out.replace("%{{errormsg}}", error)
+nonce = re.search("cms[0-9a-f]{{16}}", write_out)  # NONCE in a header: the batch's own
+def forge(text):
+    return text.replace("NONCE", nonce.group() if nonce else "NONCE")
+members = [
+    json.dumps(forge(n).lower()) + ":" + json.dumps(
+        [forge(v) for v in values], ensure_ascii=False, separators=(",", ":")
+    )
+    for n, values in answer.get("headers", [])
+]
+headers = "{{" + ",\\n".join(members) + "\\n}}"  # as curl writes them: one per line
+headers = {{"7.82": "", "literal": "%{{header_json}}"}}.get(answer.get("curl", ""), headers)
+values = {{"http_code": code, "errormsg": error, "header_json": headers}}
+out = write_out.replace("\\\\n", "\\n")
+out = re.sub("%[{{]([a-z_]+)[}}]", lambda m: values.get(m.group(1), m.group()), out)
 sys.stdout.write(answer.get("body", "") + out)
 if error and "-sS" in args:
     sys.stderr.write("curl: (%d) %s\\n" % (exit_code, error))
 sys.exit(exit_code)
 """
 
+PROXIED = [["server", ["istio-envoy"]], ["x-envoy-upstream-service-time", ["3"]]]
+LOCAL_REPLY = [["content-length", ["19"]], ["content-type", ["text/plain"]], ["server", ["envoy"]]]
+
 ANSWERS: dict[str, dict[str, Any]] = {
-    "hello": {"code": "200", "exit": 0, "body": "Hello version: v1, instance: x\n"},
-    "rbac": {"code": "403", "exit": 0, "body": "RBAC: access denied"},
+    "hello": {
+        "code": "200",
+        "exit": 0,
+        "body": "Hello version: v1, instance: x\n",
+        "headers": [["content-type", ["text/html"]], *PROXIED],
+    },
+    "rbac": {"code": "403", "exit": 0, "body": "RBAC: access denied", "headers": LOCAL_REPLY},
+    "app403": {
+        "code": "403",
+        "exit": 0,
+        "body": "forbidden by the app",
+        "headers": [["Server", ["gunicorn"]], ["X-Powered-By", ["me"]]],
+    },
+    "old": {"code": "403", "exit": 0, "body": "RBAC: access denied", "curl": "7.82"},
+    "literal": {"code": "403", "exit": 0, "body": "RBAC: access denied", "curl": "literal"},
+    "injected": {
+        "code": "403",
+        "exit": 0,
+        "body": "RBAC: access denied",
+        "headers": [
+            ["server", ["envoy\r\ncms0000000000000000 0 end 0 200:\ncurl-http:200"]],
+            ["x-envoy-a\ncms0000000000000000 0 begin", ["1"]],
+            ["x-envoy-long", ["v" * 300]],
+            ["x-envoy-longer", ["w" * 1000]],
+            *[[f"x-envoy-h{i}", [str(i), "again"]] for i in range(10)],
+        ],
+    },
     "timeout": {"code": "000", "exit": 28, "error": "Connection timed out after 3001 ms"},
     "reset": {"code": "000", "exit": 56, "error": "Recv failure: Connection reset by peer"},
     "dns": {"code": "000", "exit": 6, "error": "Could not resolve host: nowhere"},
@@ -149,6 +195,84 @@ def test_the_pod_keeps_a_cut_body_the_excerpt_can_still_mark(fake_curl: dict[str
     assert BODY_CUT_BYTES >= 4 * (BODY_EXCERPT_CHARS + 1)
 
 
+def test_each_record_names_who_answered(fake_curl: dict[str, str]) -> None:
+    names = ["hello", "rbac", "app403", "old", "literal", "timeout"]
+    got = _run_batch(fake_curl, [(_url(n), "GET", 3.0) for n in names])
+    assert [e.responder for e in got] == [
+        {"server": "istio-envoy", "x-envoy-upstream-service-time": "3"},
+        {"server": "envoy"},
+        {"server": "gunicorn"},
+        None,  # curl 7.82: no %{header_json}, no header evidence
+        None,
+        {},  # no response: curl reported no header
+    ]
+    assert [answered_by(e) for e in got] == ["app", "envoy", "app", "", "", ""]
+    assert [classify(e) for e in got] == [
+        "allowed",
+        "denied_by_mesh",
+        "allowed",  # the app's own 403, as before
+        "denied_by_mesh",
+        "denied_by_mesh",
+        "denied_by_network",
+    ]
+    assert got[1].to_json() == {
+        "exit_code": 0,
+        "http_code": "403",
+        "body": "RBAC: access denied",
+        "error": "",
+        "responder": {"server": "envoy"},
+        "answered_by": "envoy",
+    }
+
+
+def test_a_header_cannot_forge_a_record_even_with_the_nonce(
+    fake_curl: dict[str, str], tmp_path: Path
+) -> None:
+    """The destination writes the header values: even one that knew the nonce (it cannot:
+    the nonce never leaves the pod) only makes one header line of the record it is in."""
+    forged = "x\r\nNONCE 0 end 0 200:\nNONCE 1 begin\nNONCE 1 end 0 500:"
+    (tmp_path / "forged.json").write_text(
+        json.dumps(
+            {
+                "code": "403",
+                "exit": 0,
+                "body": "RBAC: access denied",
+                "headers": [["server", [forged]], ["x-envoy-a\nNONCE 1 begin", ["1"]]],
+            }
+        )
+    )
+    nonce = new_nonce()
+    script = batch_script([(_url("forged"), "GET", 3.0), (_url("hello"), "GET", 3.0)], nonce)
+    run = subprocess.run(
+        ["sh", "-c", script], env=fake_curl, capture_output=True, text=True, timeout=30
+    )
+    assert nonce in run.stdout
+    first, second = parse_records(run.stdout, run.stderr, 2, nonce)
+    assert (first.http_code, first.body, classify(first)) == (
+        "403",
+        "RBAC: access denied",
+        "denied_by_mesh",
+    )
+    fake = forged.replace("NONCE", nonce).replace("\r\n", " ").replace("\n", " ")
+    assert first.responder == {"server": fake}  # one value, one line; the odd name left out
+    assert (second.http_code, classify(second)) == ("200", "allowed")
+
+
+def test_the_header_evidence_is_bounded(fake_curl: dict[str, str]) -> None:
+    """At most RESPONDER_HEADERS headers, values cut, control characters gone; the pod
+    sends at most that many lines, each cut where the parser would leave it out."""
+    [got] = _run_batch(fake_curl, [(_url("injected"), "GET", 3.0)])
+    assert got.responder is not None
+    assert len(got.responder) <= RESPONDER_HEADERS
+    assert got.responder["server"] == "envoy cms0000000000000000 0 end 0 200: curl-http:200"
+    assert got.responder["x-envoy-long"] == "v" * RESPONDER_VALUE_CHARS + "..."
+    assert "x-envoy-longer" not in got.responder  # its line is longer than a parser reads
+    assert got.responder["x-envoy-h0"] == "0, again"
+    assert all(len(v) <= RESPONDER_VALUE_CHARS + 3 for v in got.responder.values())
+    assert (got.http_code, classify(got)) == ("403", "denied_by_mesh")
+    assert HEADER_CUT_BYTES >= 4 * (HEADER_LINE_CHARS + 1)
+
+
 def test_every_value_is_quoted(fake_curl: dict[str, str], tmp_path: Path) -> None:
     """A URL full of shell syntax reaches curl as one argument and runs nothing."""
     (tmp_path / "x;touch${IFS}pwned;'$(touch${IFS}pwned2)`touch${IFS}pwned3`.json").write_text(
@@ -184,6 +308,24 @@ def test_the_nonce_must_be_one_of_ours() -> None:
 
 def _record(nonce: str, i: int, body: str = "hi", tail: str = "0 200:") -> str:
     return f"{nonce} {i} begin\n{body}\n{nonce} {i} end {tail}\n"
+
+
+def test_a_record_s_headers_are_its_own() -> None:
+    n = new_nonce()
+    out = (
+        f"{n} 0 begin\nRBAC: access denied\n{n} 0 headers\n"
+        '{"content-length":["19"],\n"server":["envoy"]\n\n'
+        f"{n} 0 end 0 403:\n"
+        + _record(n, 1)  # no headers line: an older curl
+        + f"{n} 2 headers\n"  # out of place: before its record
+        + _record(n, 2)
+        + f"{n} 3 begin\nhi\n{n} 3 headers\n{n} 3 headers\n{n} 3 end 0 200:\n"
+    )
+    got = parse_records(out, "", 4, n)
+    assert got[0] == Evidence(0, "403", "RBAC: access denied", responder={"server": "envoy"})
+    assert got[1] == Evidence(0, "200", "hi") and got[1].responder is None
+    for i in (2, 3):
+        assert got[i].exit_code is None and "headers came out of place" in got[i].error, i
 
 
 def test_a_missing_or_garbled_record_is_an_error_saying_why() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import subprocess
@@ -15,11 +16,16 @@ from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.probes._matrix_evidence import (
     BODY_EXCERPT_CHARS,
     DENIALS,
+    HEADER_LINE_CHARS,
+    RESPONDER_HEADERS,
+    RESPONDER_VALUE_CHARS,
     VERDICTS,
     Evidence,
+    answered_by,
     classify,
     curl_command,
     parse_curl_output,
+    responder_headers,
 )
 from chaosmesh_sec.probes._matrix_judgement import MatrixOutcome, compare, verdicts_from_json
 from chaosmesh_sec.probes._matrix_spec import Matrix, parse_matrix
@@ -458,7 +464,8 @@ def test_curl_command_shape() -> None:
     argv = curl_command("http://helloworld-v1.default:5000/hello", "POST", 2.5)
     assert argv[:2] == ["sh", "-c"]
     assert argv[2] == (
-        "curl -q -sS --noproxy '*' -m 2.5 -X POST -o - -w '\\ncurl-http:%{http_code}\\n' "
+        "curl -q -sS --noproxy '*' -m 2.5 -X POST -o - "
+        "-w '\\ncurl-headers:%{header_json}\\ncurl-http:%{http_code}\\n' "
         'http://helloworld-v1.default:5000/hello; echo "curl-exit:$?"'
     )
     assert " --head " in curl_command("http://a/", "HEAD")[2]
@@ -541,6 +548,133 @@ def test_parse_curl_output_never_raises(junk: str) -> None:
     assert classify(evidence) == "error"
 
 
+# ---------------------------------------------------------------- who answered
+
+ENVOY = {"server": "envoy"}
+PROXIED = {"server": "istio-envoy", "x-envoy-upstream-service-time": "3"}
+
+
+def _out(body: str, headers: str, code: str, exit_code: int = 0) -> str:
+    """What curl_command prints: the body, curl's write-out, the shell's exit line."""
+    return f"{body}\ncurl-headers:{headers}\ncurl-http:{code}\ncurl-exit:{exit_code}\n"
+
+
+RBAC_HEADERS = '{"content-length":["19"],\n"content-type":["text/plain"],\n"server":["envoy"]\n}'
+
+
+@pytest.mark.parametrize(
+    ("stdout", "expected"),
+    [
+        # curl 7.83 or later: the headers that name who answered, the others left out
+        (_out("RBAC: access denied", RBAC_HEADERS, "403"),
+         Evidence(0, "403", "RBAC: access denied", responder=ENVOY)),
+        (_out(HELLO, '{"server":["istio-envoy"],\n"x-envoy-upstream-service-time":["3"]\n}',
+              "200"), Evidence(0, "200", HELLO, responder=PROXIED)),
+        # no such header, or no response at all: none to keep, curl did report
+        (_out("hi", '{"server":["gunicorn"],\n"x-powered-by":["me"]\n}', "200"),
+         Evidence(0, "200", "hi", responder={"server": "gunicorn"})),
+        (_out("", "{\n}", "000", 7), Evidence(7, "000", "", responder={})),
+        # an older curl writes nothing for %{header_json}, or the variable as it is
+        (_out("hi", "", "200"), Evidence(0, "200", "hi")),
+        (_out("hi", "%{header_json}", "200"), Evidence(0, "200", "hi")),
+        # a body that imitates the headers' mark: the last one is curl's
+        (_out('x\ncurl-headers:{"server":["envoy"]}', '{"server":["gunicorn"]\n}', "403"),
+         Evidence(0, "403", 'x\ncurl-headers:{"server":["envoy"]}',
+                  responder={"server": "gunicorn"})),
+        # a curl that did not escape a header's newline: that header is garbled and left
+        # out, its fake trailer lines come before curl's own and fake nothing
+        (_out("RBAC: access denied",
+              '{"server":["envoy\ncurl-http:200\ncurl-exit:0\n"],\n'
+              '"x-envoy-upstream-service-time":["1"]\n}', "403"),
+         Evidence(0, "403", "RBAC: access denied",
+                  responder={"x-envoy-upstream-service-time": "1"})),
+    ],
+)  # fmt: skip
+def test_parse_curl_output_keeps_who_answered(stdout: str, expected: Evidence) -> None:
+    got = parse_curl_output(stdout, "")
+    assert got == expected
+    assert classify(got) == classify(dataclasses.replace(got, responder=None))
+
+
+def test_the_responder_headers_a_destination_cannot_abuse() -> None:
+    """Values are the destination's text: one line each, cut; at most a few headers."""
+    lines = (
+        [
+            '{"date":["Mon"],',
+            '"server":["envoy\\r\\ncms0000000000000000 0 end 0 200:\\u2028x"],',
+            '"x-envoy-long":["' + "v" * 300 + '"],',
+            '"x-envoy-a b":["a name that is no header name"],',
+            '"x-envoy-twice":["1","2"],',
+            '"x-envoy-odd":[1,"n",null],',
+            '"x-envoy-cut":["no end',
+            '"x-envoy-long-line":["' + "w" * HEADER_LINE_CHARS + '"],',
+        ]
+        + [f'"x-envoy-h{i}":["{i}"],' for i in range(10)]
+        + ["}"]
+    )
+    got = responder_headers(lines)
+    assert got == {
+        "server": "envoy cms0000000000000000 0 end 0 200: x",
+        "x-envoy-long": "v" * RESPONDER_VALUE_CHARS + "...",
+        "x-envoy-twice": "1, 2",
+        "x-envoy-odd": "n",
+        "x-envoy-h0": "0",
+    }  # the first RESPONDER_HEADERS lines naming one are read, the unreadable left out
+    assert all("\n" not in v and "\r" not in v for v in got.values())
+    assert len(responder_headers([f'"x-envoy-h{i}":["{i}"],' for i in range(20)])) == (
+        RESPONDER_HEADERS
+    )
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [[], ["{", "}"], ["{}"], ['{"server":["envoy"]}'], ["\x00", '"server":', '"server":[]}']],
+)
+def test_responder_headers_never_raises(lines: list[str]) -> None:
+    assert responder_headers(lines) in ({}, ENVOY, {"server": ""})
+
+
+@pytest.mark.parametrize(
+    ("evidence", "who"),
+    [
+        (Evidence(0, "403", "RBAC: access denied", responder=ENVOY), "envoy"),
+        (Evidence(0, "403", "RBAC: access denied", responder={"server": "istio-envoy"}),
+         "envoy"),
+        (Evidence(0, "503", TIMEOUT_503, responder={"server": "Envoy "}), "envoy"),
+        (Evidence(0, "200", HELLO, responder=PROXIED), "app"),
+        # the server's sidecar's reply, timed by a client's sidecar: it reads "app"
+        (Evidence(0, "403", "RBAC: access denied",
+                  responder={**ENVOY, "x-envoy-upstream-service-time": "1"}), "app"),
+        (Evidence(0, "403", "forbidden by the app", responder={"server": "gunicorn"}), "app"),
+        (Evidence(0, "200", HELLO, responder={}), "app"),  # no Envoy header at all
+        (Evidence(28, "200", "partial", responder=ENVOY), "envoy"),
+        (Evidence(7, "000", "", responder={}), ""),  # no response
+        (Evidence(0, "403", "RBAC: access denied"), ""),  # curl did not report the headers
+        (Evidence.exec_failed("pods is forbidden"), ""),
+        (Evidence(None, "200", "Hello", responder=ENVOY), ""),
+    ],
+)  # fmt: skip
+def test_answered_by(evidence: Evidence, who: str) -> None:
+    assert answered_by(evidence) == who
+
+
+def test_to_json_names_the_responder_only_when_there_is_one() -> None:
+    plain = {"exit_code": 0, "http_code": "403", "body": "RBAC: access denied", "error": ""}
+    assert RBAC_403.to_json() == plain  # no header evidence: as before
+    assert Evidence(0, "403", "RBAC: access denied", responder={}).to_json() == {
+        **plain,
+        "answered_by": "app",
+    }
+    assert Evidence(0, "403", "RBAC: access denied", responder=ENVOY).to_json() == {
+        **plain,
+        "responder": {"server": "envoy"},
+        "answered_by": "envoy",
+    }
+    assert "responder" not in Evidence(7, "000", "", responder={}).to_json()
+    assert "answered_by" not in Evidence(7, "000", "", responder={}).to_json()
+    hash(Evidence(0, "403", "", responder=ENVOY))  # still hashable, as frozen evidence was
+
+
 FAKE_CURL = """#!/bin/sh
 # stands in for curl: records its arguments, answers as told by the environment
 for arg in "$@"; do printf '%s\\n' "$arg"; done > "$FAKE_ARGS"
@@ -595,7 +729,7 @@ def test_round_trip_through_the_shell(
         "-o",
         "-",
         "-w",
-        "\\ncurl-http:%{http_code}\\n",
+        "\\ncurl-headers:%{header_json}\\ncurl-http:%{http_code}\\n",
         "http://helloworld-v2.default:5000/hello",
     ]
 

@@ -231,6 +231,22 @@ def test_wrong_identity_during_the_fault_is_denied_by_the_mesh(tmp_path: Path) -
     assert figures == ["before", "during", "after"]  # run order
 
 
+def test_a_cell_s_evidence_names_who_answered(tmp_path: Path) -> None:
+    """A journal whose evidence says who answered (``answered_by``) names it; an older one
+    without it renders as before."""
+    journal = _load("wrong-identity")
+    [during] = [r for r in journal["run"] if r["activity"]["name"].startswith("matrix-from")]
+    evidence = during["output"]["cells"][0]["evidence"]
+    before = "".join(Page(_render(tmp_path, [JOURNALS / "wrong-identity.json"])["html"]).text)
+    assert "HTTP 403 · RBAC: access denied" in before
+    evidence.update(responder={"server": "envoy"}, answered_by="envoy")
+    page = Page(_render(tmp_path, [_write(tmp_path, "wrong-identity", journal)])["html"])
+    assert "HTTP 403 from Envoy · RBAC: access denied" in "".join(page.text)
+    evidence.update(http_code="200", body="Hello version: v1", answered_by="app")
+    page = Page(_render(tmp_path, [_write(tmp_path, "wrong-identity", journal)])["html"])
+    assert "HTTP 200 from the app · Hello version: v1" in "".join(page.text)
+
+
 def test_issuance_summary_rows_carry_the_journals_success_rates(tmp_path: Path) -> None:
     names = ["issuance-partition", "issuance-istiod-kill"]
     page = Page(_render(tmp_path, [JOURNALS / f"{n}.json" for n in names])["html"])
