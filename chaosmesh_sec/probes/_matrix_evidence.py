@@ -80,6 +80,8 @@ HEADER_LINE_CHARS = 512
 ENVOY_SERVERS = frozenset({"envoy", "istio-envoy"})
 """The ``server`` values Envoy answers with (its default; istio's sidecars and gateways)."""
 UPSTREAM_TIME = "x-envoy-upstream-service-time"
+ENVOY_LOCAL_REPLIES = (RBAC_DENIED, UPSTREAM_CONNECT_ERROR, "no healthy upstream")
+"""How Envoy's own replies begin: the RBAC filter's 403, the router's 503s."""
 """The header Envoy adds to a response it got from its upstream (not to its own replies)."""
 RESPONDER_LINES = ('"server":', '"x-envoy-')
 """How a line of ``%{header_json}`` naming a responder header starts (after any ``{``)."""
@@ -154,27 +156,30 @@ class Evidence:
 
 
 def answered_by(evidence: Evidence) -> str:
-    """Who wrote the response, as its headers tell: ``"envoy"``, ``"app"`` or ``""``.
+    """Who wrote the response, as its headers and body tell: ``"envoy"``, ``"app"`` or ``""``.
 
     - ``"envoy"``: the ``server`` header names Envoy (``envoy``, or istio's
-      ``istio-envoy``) and there is no ``x-envoy-upstream-service-time``, which Envoy
-      adds only to what it got from an upstream: Envoy's own reply (a local reply, such
-      as the RBAC 403 or a sidecar's 503);
-    - ``"app"``: any other response. It came from upstream of the last Envoy on the way
-      (``x-envoy-upstream-service-time``), or no Envoy named itself (the application's
-      own headers, or none);
+      ``istio-envoy``) and the response is one of Envoy's own (a local reply: the RBAC
+      403, a sidecar's 503): its body is a local reply's text
+      (:data:`ENVOY_LOCAL_REPLIES`), or nothing timed an upstream (no
+      ``x-envoy-upstream-service-time``, which Envoy's router adds to what it got from
+      upstream);
+    - ``"app"``: any other response (its own body, through the sidecars or not);
     - ``""``: no response (HTTP code 000), or curl did not report the headers.
 
-    Only the last Envoy on the way shows: behind a client-side sidecar (which times its
-    upstream, the server's sidecar), a local reply of the server's sidecar reads
-    ``"app"``. Evidence only; :func:`classify` does not read it.
+    Measured with the real Envoy: behind a client's sidecar, the server sidecar's RBAC
+    403 does carry ``x-envoy-upstream-service-time`` (the client's router timed it), so
+    the header alone cannot tell; the local reply's text can. An application that
+    answers with that very text reads ``"envoy"``. Evidence only; :func:`classify` does
+    not read it.
     """
     if evidence.responder is None or evidence.exit_code is None or evidence.http_code == "000":
         return ""
     server = evidence.responder.get("server", "").strip().lower()
-    if server in ENVOY_SERVERS and UPSTREAM_TIME not in evidence.responder:
-        return "envoy"
-    return "app"
+    if server not in ENVOY_SERVERS:
+        return "app"
+    local = evidence.body.strip().startswith(ENVOY_LOCAL_REPLIES)
+    return "envoy" if local or UPSTREAM_TIME not in evidence.responder else "app"
 
 
 def classify(evidence: Evidence) -> str:

@@ -642,8 +642,11 @@ def test_responder_headers_never_raises(lines: list[str]) -> None:
          "envoy"),
         (Evidence(0, "503", TIMEOUT_503, responder={"server": "Envoy "}), "envoy"),
         (Evidence(0, "200", HELLO, responder=PROXIED), "app"),
-        # the server's sidecar's reply, timed by a client's sidecar: it reads "app"
+        # the server's sidecar's reply, timed by a client's sidecar (as the real Envoy
+        # answers in the lab): its text still tells
         (Evidence(0, "403", "RBAC: access denied",
+                  responder={**ENVOY, "x-envoy-upstream-service-time": "1"}), "envoy"),
+        (Evidence(0, "403", "forbidden by the app",
                   responder={**ENVOY, "x-envoy-upstream-service-time": "1"}), "app"),
         (Evidence(0, "403", "forbidden by the app", responder={"server": "gunicorn"}), "app"),
         (Evidence(0, "200", HELLO, responder={}), "app"),  # no Envoy header at all
