@@ -4,7 +4,9 @@ Tiers by directory: ``tests/unit`` (marked ``unit``), ``tests/integration`` (mar
 ``integration``: a real API server, the lab), ``tests/e2e`` (marked ``e2e``: ``chaos run``
 against the lab), ``tests/packaging`` (marked ``packaging``: a wheel built and installed in
 a fresh venv; no cluster, but the package index or pip's cache). The lab fixtures live in
-``tests/lab_fixtures.py``; a lab is brought up only when a test asks for one.
+``tests/lab_fixtures.py``; a lab is brought up only when a test asks for one. Unit tests
+that need network namespaces or the lab's real ``pilot-agent`` take them from
+``tests/netns.py`` (no lab is brought up for those).
 
 Ordering: tests marked ``lab_before`` run first (they need a machine without a lab) and
 tests marked ``lab_after`` run last (they take the lab down).
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.lab_fixtures"]
+pytest_plugins = ["tests.lab_fixtures", "tests.netns"]
 
 _TIERS = {
     "unit": pytest.mark.unit,

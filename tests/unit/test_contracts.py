@@ -11,13 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-IGNORED = "from chaosmesh_sec.probes._ca_client import CaClient, IssueOutcome, new_key_and_csr"
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -64,6 +64,9 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
         ("faults/cni.py", "from chaosmesh_sec.lab import procs", "Faults stand"),
         ("lab/nodes.py", "from chaosmesh_sec.probes import matrix", "The lab imports"),
         ("lab/network.py", "from chaosmesh_sec.faults import churn", "The lab imports"),
+        # the lab's one former exception (its sidecar stand-in took its certificate with
+        # the issuance probe's CA client): gone with the stand-in, forbidden like the rest
+        ("lab/pki.py", "from chaosmesh_sec.probes._ca_client import CaClient", "The lab imports"),
         ("_kube.py", "from chaosmesh_sec.faults import _workloads", "The floor imports"),
         ("kit.py", "from chaosmesh_sec.probes import matrix", "The floor imports"),
         ("report/html.py", "from chaosmesh_sec.probes import _matrix_spec", "The report stands"),
@@ -92,16 +95,10 @@ def test_an_indirect_forbidden_import_breaks_it_too(tmp_path: Path) -> None:
     assert "chaosmesh_sec.journal -> chaosmesh_sec.faults._ledger" in done.stdout
 
 
-def test_the_one_exception_is_real_and_goes_with_its_import(tmp_path: Path) -> None:
-    """The lab's ignored import exists; once the sidecar stand-in drops it (issue 14),
-    the contract fails until its ignore_imports line goes too."""
-    identity = ROOT / "chaosmesh_sec/lab/standins/sidecar/identity.py"
-    assert IGNORED in identity.read_text()
-    tree = _copy(tmp_path)
-    copy = tree / "chaosmesh_sec/lab/standins/sidecar/identity.py"
-    copy.write_text(
-        copy.read_text().replace(IGNORED, "CaClient = IssueOutcome = new_key_and_csr = None")
-    )
-    done = _lint(tree)
-    assert done.returncode != 0
-    assert "No matches for ignored import" in done.stdout + done.stderr
+def test_the_lab_forbids_the_probes_with_no_exception() -> None:
+    """The lab stands on the floor alone: no import of the probes, none let through."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (lab,) = [c for c in contracts["contracts"] if c["id"] == "lab"]
+    assert lab["source_modules"] == ["chaosmesh_sec.lab"]
+    assert "chaosmesh_sec.probes" in lab["forbidden_modules"]
+    assert "ignore_imports" not in lab

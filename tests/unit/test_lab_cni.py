@@ -2,15 +2,19 @@
 
 :class:`NodeCni` runs against a temporary node root: its conflist names plugins
 that are small executable scripts answering ``CNI_COMMAND=VERSION`` (and the lab's
-own istio-cni plugin stand-in). The capture it installs for a sidecar pod goes into
-a real network namespace (root only). Status bodies are read back through the
-``kubernetes`` client's models, as the API server would take them.
+own istio-cni plugin stand-in). The capture it installs for a sidecar pod is
+Istio's, by the real ``pilot-agent istio-iptables`` the lab builds, in a real
+network namespace holding a pod IP (root only; skipped when the lab's binaries are
+not built). Status bodies are read back through the ``kubernetes`` client's models,
+as the API server would take them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,15 +24,14 @@ import pytest
 from kubernetes import client as k8s
 
 from chaosmesh_sec.lab.agent import podstatus
-from chaosmesh_sec.lab.agent.cni import CniError, NodeCni, capture_settings, wants_capture
+from chaosmesh_sec.lab.agent.cni import CniError, NodeCni, capture_args, wants_capture
 from chaosmesh_sec.lab.standins.cni_node import PLUGIN_TYPE, install_binary
-from chaosmesh_sec.lab.standins.cni_repair import needs_repair_label
-from chaosmesh_sec.lab.standins.sidecar.config import Settings
+from chaosmesh_sec.lab.standins.cni_repair import VALIDATION_ERROR_CODE, needs_repair_label
 from chaosmesh_sec.probes._nat_rules import CHAINS, parse_dumps
+from tests.netns import in_ns, needs_netns, pod_netns, random_pod_ip
 from tests.unit.test_cni_files import ALL_VERSIONS, GALAXY_VERSIONS, chain, fake_plugin
 from tests.unit.test_cni_repair import make_pod
-from tests.unit.test_nat_rules import needs_netns, pod_netns, wrap
-from tests.unit.test_sidecar import in_ns
+from tests.unit.test_nat_rules import wrap
 
 pytestmark = pytest.mark.unit
 
@@ -79,54 +82,69 @@ def test_the_plugin_captures_sidecar_pods_of_included_namespaces(
     assert wants_capture(pod, conf) is expected
 
 
-DEFAULT_OUT = Settings().exclude_outbound_ports
+REDIRECT_MODE = ["-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT"]
+SIDECAR_PORTS = "15090,15021,15020"  # Envoy's metrics and readiness, pilot-agent's status
+
+
+def flags(args: list[str]) -> dict[str, str]:
+    """``istio-iptables`` arguments as flag -> value (each flag takes one)."""
+    assert len(args) % 2 == 0 and len(set(args[::2])) == len(args) // 2, args
+    return dict(zip(args[::2], args[1::2], strict=True))
 
 
 @pytest.mark.parametrize(
-    ("annotations", "inbound", "outbound", "ranges"),
+    ("annotations", "changed"),
     [
-        (None, (), DEFAULT_OUT, ()),
-        ({EXCLUDE_IN: "8080, 9090"}, (8080, 9090), DEFAULT_OUT, ()),
-        ({EXCLUDE_OUT: "5432"}, (), (*DEFAULT_OUT, 5432), ()),  # added to the defaults
-        ({EXCLUDE_OUT: ""}, (), DEFAULT_OUT, ()),
+        (None, {}),
+        ({EXCLUDE_IN: "8080, 9090"}, {"-d": f"{SIDECAR_PORTS},8080, 9090"}),  # appended as is
+        ({EXCLUDE_IN: ""}, {}),
+        ({EXCLUDE_OUT: "5432"}, {"-o": "5432"}),
+        ({EXCLUDE_OUT: ""}, {}),
         (
-            {EXCLUDE_RANGES: "10.96.0.0/12,169.254.169.254"},
-            (),
-            DEFAULT_OUT,
-            ("10.96.0.0/12", "169.254.169.254/32"),
+            {EXCLUDE_RANGES: "10.96.0.0/12,169.254.169.254/32"},
+            {"-x": "10.96.0.0/12,169.254.169.254/32"},
         ),
-        ({"traffic.sidecar.istio.io/includeInboundPorts": "80"}, (), DEFAULT_OUT, ()),
+        ({"traffic.sidecar.istio.io/includeInboundPorts": "80"}, {"-b": "80"}),
+        ({"traffic.sidecar.istio.io/includeOutboundIPRanges": "10.0.0.0/8"}, {"-i": "10.0.0.0/8"}),
+        ({"traffic.sidecar.istio.io/includeOutboundPorts": "443"}, {"-q": "443"}),
+        ({"traffic.sidecar.istio.io/excludeInterfaces": "eth1"}, {"-c": "eth1"}),
+        ({"traffic.sidecar.istio.io/unknown": "1"}, {}),
+    ],
+    ids=[
+        "none",
+        "exclude-inbound",
+        "exclude-inbound-empty",
+        "exclude-outbound",
+        "exclude-outbound-empty",
+        "exclude-ranges",
+        "include-inbound",
+        "include-ranges",
+        "include-outbound",
+        "exclude-interfaces",
+        "unknown",
     ],
 )
 def test_the_capture_takes_the_pods_annotations(
-    annotations: dict[str, str] | None,
-    inbound: tuple[int, ...],
-    outbound: tuple[int, ...],
-    ranges: tuple[str, ...],
+    annotations: dict[str, str] | None, changed: dict[str, str]
 ) -> None:
-    settings = capture_settings(make_pod("app", PROXY, annotations=annotations))
-    assert settings.exclude_inbound_ports == inbound
-    assert settings.exclude_outbound_ports == outbound
-    assert settings.exclude_outbound_ip_ranges == ranges
-
-
-@pytest.mark.parametrize(
-    "annotations",
-    [{EXCLUDE_IN: "http"}, {EXCLUDE_OUT: "70000"}, {EXCLUDE_RANGES: "10.0.0.0/33"}],
-)
-def test_a_bad_annotation_fails_the_plugin(annotations: dict[str, str]) -> None:
-    with pytest.raises(CniError, match=r"plugin type='istio-cni' failed \(add\)"):
-        capture_settings(make_pod("app", PROXY, annotations=annotations))
+    args = capture_args(make_pod("app", PROXY, annotations=annotations))
+    assert args[: len(REDIRECT_MODE)] == REDIRECT_MODE
+    defaults = {"-i": "*", "-b": "*", "-d": SIDECAR_PORTS}
+    assert flags(args[len(REDIRECT_MODE) :]) == {**defaults, **changed}
 
 
 # ---------------------------------------------------------------- the chain on a node
 
 
 def make_node(
-    root: Path, conflists: dict[str, Any], plugins: dict[str, list[str] | None]
+    root: Path,
+    conflists: dict[str, Any],
+    plugins: dict[str, list[str] | None],
+    pilot_agent: Path | None = None,
 ) -> NodeCni:
-    """A node with these files in ``net.d`` and fake ``plugins`` (with their versions)."""
-    node = NodeCni(root)
+    """A node with these files in ``net.d`` and fake ``plugins`` (with their versions);
+    ``pilot_agent``: the real one, for a node that captures (None: the pod must get none)."""
+    node = NodeCni(root, pilot_agent)
     node.net_dir.mkdir(parents=True)
     node.bin_dir.mkdir(parents=True)
     for name, body in conflists.items():
@@ -236,13 +254,13 @@ def test_a_broken_chain_fails_the_sandbox(
 
 
 @pytest.fixture
-def ptp_istio_node(tmp_path: Path) -> NodeCni:
-    return make_node(tmp_path, {"10-ptp.conflist": istio_chain()}, PTP_NODE)
+def ptp_istio_node(tmp_path: Path, pilot_agent: Path) -> NodeCni:
+    return make_node(tmp_path, {"10-ptp.conflist": istio_chain()}, PTP_NODE, pilot_agent)
 
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    with pod_netns() as ns:
+    with pod_netns(random_pod_ip()) as ns:  # istio-iptables wants a pod IP
         yield ns
 
 
@@ -269,6 +287,70 @@ def test_a_pod_without_sidecar_gets_no_capture(ptp_istio_node: NodeCni, netns: s
     rules, view = nat_view(netns)
     assert view.chains == ()
     assert "ISTIO" not in rules
+
+
+@needs_netns
+@pytest.mark.parametrize(
+    ("annotations", "refusal"),
+    [
+        ({EXCLUDE_OUT: "70000"}, "invalid port/service `70000' specified"),  # iptables-restore
+        ({EXCLUDE_IN: "no-such-service"}, "invalid port/service `no-such-service' specified"),
+        ({EXCLUDE_RANGES: "10.0.0.0/33"}, "prefix length out of range"),  # istio-iptables
+        ({EXCLUDE_RANGES: "169.254.169.254"}, "no '/'"),  # an address, not a CIDR
+    ],
+    ids=["port-out-of-range", "unknown-service", "prefix-too-long", "bare-address"],
+)
+def test_a_bad_annotation_fails_the_plugin_and_installs_nothing(
+    ptp_istio_node: NodeCni, netns: str, annotations: dict[str, str], refusal: str
+) -> None:
+    pod = make_pod("app", PROXY, annotations=annotations)
+    message = r'plugin type="istio-cni" failed \(add\): .*' + re.escape(refusal)
+    with pytest.raises(CniError, match=message):
+        ptp_istio_node.setup(pod, netns)
+    assert nat_view(netns)[1].chains == ()
+
+
+@needs_netns
+def test_a_service_name_for_a_port_is_taken_as_its_number(
+    ptp_istio_node: NodeCni, netns: str
+) -> None:
+    """istio-iptables passes ports through to iptables, which looks names up as a
+    service (``/etc/services``): ``http`` is not refused, it excludes port 80."""
+    try:
+        port = socket.getservbyname("http", "tcp")
+    except OSError:
+        pytest.skip("this machine has no service named http (/etc/services)")
+    pod = make_pod("app", PROXY, annotations={EXCLUDE_IN: "http"})
+    assert ptp_istio_node.setup(pod, netns).captured
+    rules, view = nat_view(netns)
+    assert view.redirected
+    assert f"-A ISTIO_INBOUND -p tcp -m tcp --dport {port} -j RETURN" in rules
+
+
+@needs_netns
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
+def test_istio_validation_passes_once_captured_and_exits_with_the_repair_code_before(
+    ptp_istio_node: NodeCni, netns: str, pilot_agent: Path
+) -> None:
+    """The ``istio-validation`` init container's check, run as its uid 1337: 126
+    (what :mod:`~chaosmesh_sec.lab.standins.cni_repair` labels pods for) until the
+    CNI step has captured the pod."""
+    pod = make_pod("app", PROXY)
+    as_proxy = ["setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups"]
+    validation = [
+        *as_proxy,
+        str(pilot_agent),
+        "istio-iptables",
+        *capture_args(pod),
+        "--run-validation",
+        "--skip-rule-apply",
+        "--probe-timeout",
+        "1s",
+    ]
+    assert in_ns(netns, *validation, check=False).returncode == VALIDATION_ERROR_CODE
+    assert ptp_istio_node.setup(pod, netns).captured
+    done = in_ns(netns, *validation, check=False)
+    assert done.returncode == 0, done.stdout[-500:]
 
 
 # ---------------------------------------------------------------- pod status bodies

@@ -34,5 +34,5 @@ def test_constraints_pin_every_package_but_the_pack_itself() -> None:
 
 def test_make_venv_installs_with_the_constraints() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert "pip install --quiet -c constraints.txt -e '.[dev]'" in makefile
+    assert "pip install --quiet -c constraints.txt -e '.[dev,lab]'" in makefile
     assert re.search(r"^constraints:", makefile, re.MULTILINE)

@@ -27,8 +27,6 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from chaosmesh_sec.lab.standins.sidecar.iptables_tool import VALIDATION_ERROR_CODE
-
 __all__ = [
     "AMBIENT_ANNOTATION",
     "DATAPLANE_MODE",
@@ -44,6 +42,10 @@ UNINITIALIZED_LABEL = "cni.istio.io/uninitialized"
 AMBIENT_ANNOTATION = "ambient.istio.io/redirection"
 DATAPLANE_MODE = "istio.io/dataplane-mode"
 VALIDATION = "istio-validation"
+# istio-validation's exit code when outbound traffic is not redirected (Istio's
+# constants.ValidationErrorCode): `pilot-agent istio-iptables --run-validation`
+# exits with it, and the repair controller acts on it alone.
+VALIDATION_ERROR_CODE = 126
 
 
 def needs_repair_label(pod: Any) -> bool:
