@@ -41,7 +41,6 @@ __all__ = [
     "decode_response",
     "encode_request",
     "new_csr",
-    "new_key_and_csr",
 ]
 
 logger = logging.getLogger("chaostoolkit")
@@ -197,21 +196,6 @@ def new_csr(requested_uri: str = "") -> bytes:
     with the caller's own identity). The key is discarded on return.
     """
     return _csr(ec.generate_private_key(ec.SECP256R1()), CSR_COMMON_NAME, requested_uri)
-
-
-def new_key_and_csr(common_name: str = CSR_COMMON_NAME) -> tuple[bytes, bytes]:
-    """A fresh in-memory ECDSA P-256 key and a CSR for it: (key PEM, CSR PEM).
-
-    For a caller that keeps the key to use the issued certificate (the lab's
-    sidecar stand-in). The key PEM is unencrypted PKCS#8: keep it in memory.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return key_pem, _csr(key, common_name, "")
 
 
 @dataclass(frozen=True)
