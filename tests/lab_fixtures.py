@@ -26,6 +26,7 @@ from chaosmesh_sec.lab import inspect, manager
 from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.topology import DEFAULT
 from chaosmesh_sec.probes.issuance import certificate_issuance
+from chaosmesh_sec.probes.matrix import identity_matrix
 
 T = TypeVar("T")
 
@@ -213,10 +214,27 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
+def wait_kit_holds(timeout: float = 120) -> None:
+    """Until the wrong-identity kit's matrix holds: istiod has pushed every policy and
+    endpoint to the kit's Envoys (after a policy change, or a partition's heal, that
+    takes a push: up to tens of seconds for a proxy whose istiod was cut off)."""
+    eventually(
+        lambda: identity_matrix(matrix="wrong-identity", wait_seconds=60)["holds"],
+        timeout,
+        "the wrong-identity kit's matrix to hold",
+    )
+
+
+@pytest.fixture
+def kit_holds(lab: Path) -> None:
+    """The wrong-identity kit's matrix holds before the test (see :func:`wait_kit_holds`)."""
+    wait_kit_holds()
+
+
 @pytest.fixture
 def kit_restored(lab: Path) -> Iterator[None]:
     """Re-apply the lab's wrong-identity kit after the test (policies it deleted or
-    widened come back)."""
+    widened come back) and wait until its matrix holds again."""
     yield
     kit.apply(
         "wrong-identity",
@@ -224,6 +242,7 @@ def kit_restored(lab: Path) -> Iterator[None]:
         server_node="lab-node-2",
         configuration={"kubeconfig_path": str(lab)},
     )
+    wait_kit_holds()
 
 
 def wait_lease_renewed(api: client.ApiClient, node: str, timeout: float = 90) -> None:

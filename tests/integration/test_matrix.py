@@ -1,8 +1,10 @@
 """The identity matrix against the lab's data plane: the probe kit, real requests, real layers.
 
 ``lab up`` deploys the wrong-identity kit (sleep v1/v2 on lab-node-1, helloworld v1/v2
-on lab-node-2), with the sidecar stand-in in every pod and the Cilium stand-in on
-every node. Each test that changes a policy puts the kit back as it was.
+on lab-node-2), with the real sidecar (pilot-agent and Envoy, configured by istiod) in
+every pod and the Cilium stand-in on every node. Each test starts from a kit whose
+matrix holds (istiod has pushed everything to the Envoys: after a policy change or a
+partition that takes a push) and a test that changes a policy puts the kit back.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from chaosmesh_sec.faults.apiserver_partition import (
     heal_apiserver_partition,
     partition_node_from_apiserver,
 )
+from chaosmesh_sec.kit import matrix_file
 from chaosmesh_sec.probes import _matrix_evidence, _matrix_spec, matrix
-from tests.lab_fixtures import eventually, wait_lease_renewed
+from tests.lab_fixtures import curl_pod, eventually, wait_lease_renewed
 
 NS = "default"
+
+pytestmark = pytest.mark.usefixtures("kit_holds")
 
 
 def _cells(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -191,11 +196,21 @@ def test_without_a_partition_a_recycled_ip_gets_no_old_rights(lab: Path) -> None
         churn.restore_replicas(name="sleep-v2", namespace=NS, timeout_seconds=60)
 
 
-def test_a_service_left_without_endpoints_is_no_deny(api: client.ApiClient) -> None:
+def test_a_service_left_without_endpoints_is_no_deny(
+    api: client.ApiClient, core: client.CoreV1Api, tmp_path: Path
+) -> None:
     """Once a cut-off node is NotReady (the node monitor's grace period), its pods leave
-    their Services' endpoints and a request to them times out as an L4 drop does. That
-    is nobody's deny: the cell is an ``error`` naming the unserved Service, never
-    ``denied_by_network`` (how the flagship once "held" for the wrong reason)."""
+    their Services' endpoints. That is nobody's deny, whatever the client:
+
+    - through its sidecar (sleep-v1), Envoy has no endpoint left to send to and answers
+      ``503 no healthy upstream`` itself: an ``error``;
+    - without a sidecar (a plain pod), nothing DNATs the ClusterIP any more and the
+      request times out as an L4 drop would: the probe names the unserved Service and
+      makes it an ``error``, never ``denied_by_network`` (how the flagship once "held"
+      for the wrong reason).
+
+    The cut is the host's (kubelet, hostNetwork agents): the pods on the node, istiod's
+    among them, keep the API server, so every istiod sees the endpoints go."""
     discovery = client.DiscoveryV1Api(api)
 
     def endpoint_ready() -> bool:
@@ -204,21 +219,47 @@ def test_a_service_left_without_endpoints_is_no_deny(api: client.ApiClient) -> N
         ).items
         return any(e.conditions.ready for s in slices for e in s.endpoints or [])
 
-    cut = partition_node_from_apiserver(
-        node="lab-node-2", scope="node", duration_seconds=120, fault_namespace="default"
-    )
+    core.create_namespaced_pod(NS, curl_pod("plain-client", "lab-node-1", {"app": "plain"}))
+    doc = yaml.safe_load(matrix_file("wrong-identity").read_text())
+    doc["sources"] = {
+        "sleep-v1": doc["sources"]["sleep-v1"],
+        "plain": {"namespace": NS, "selector": "app=plain", "container": "app"},
+    }
+    doc["destinations"] = {"helloworld-v1": doc["destinations"]["helloworld-v1"]}
+    doc["expect"] = {name: {"helloworld-v1": "allowed"} for name in doc["sources"]}
+    path = tmp_path / "unserved.matrix.yaml"
+    path.write_text(yaml.safe_dump(doc))
     try:
-        eventually(lambda: not endpoint_ready(), 90, "helloworld-v1 to leave its endpoints")
-        result = matrix.identity_matrix(
-            matrix="wrong-identity", sources="sleep-v1", destinations="helloworld-v1"
+        assert matrix.identity_matrix(matrix=str(path), wait_seconds=60)["holds"] is True
+        cut = partition_node_from_apiserver(
+            node="lab-node-2", scope="host", duration_seconds=120, fault_namespace="default"
         )
+        try:
+            eventually(lambda: not endpoint_ready(), 90, "helloworld-v1 to leave its endpoints")
+
+            def both_unserved() -> dict[str, Any] | None:
+                result = matrix.identity_matrix(matrix=str(path))
+                verdicts = {c["verdict"] for c in result["cells"]}
+                return result if verdicts == {"error"} else None
+
+            result = eventually(both_unserved, 30, "both cells to see helloworld-v1 unserved")
+        finally:
+            heal_apiserver_partition(
+                node="lab-node-2", run_id=cut["run_id"], fault_namespace="default"
+            )
+            wait_lease_renewed(api, "lab-node-2")
     finally:
-        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"], fault_namespace="default")
-        wait_lease_renewed(api, "lab-node-2")
-    cell = _cells(result)[("sleep-v1", "helloworld-v1")]
-    assert cell["verdict"] == "error", cell
-    assert cell["evidence"]["unserved"] == "default/helloworld-v1"
-    assert cell["fail_open"] is False and result["holds"] is False
+        core.delete_namespaced_pod("plain-client", NS, grace_period_seconds=0)
+    meshed = _cells(result)[("sleep-v1", "helloworld-v1")]
+    assert (meshed["evidence"]["http_code"], meshed["evidence"]["body"].strip()) == (
+        "503",
+        "no healthy upstream",
+    ), meshed
+    assert meshed["evidence"]["answered_by"] == "envoy"
+    plain = _cells(result)[("plain", "helloworld-v1")]
+    assert plain["evidence"]["unserved"] == "default/helloworld-v1", plain
+    assert all(c["verdict"] == "error" and not c["fail_open"] for c in result["cells"])
+    assert result["holds"] is False
     eventually(endpoint_ready, 90, "helloworld-v1 back in its endpoints")
 
 
