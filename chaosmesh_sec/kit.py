@@ -15,7 +15,8 @@ are available; ``kit delete`` removes them. Options:
 - ``--auto-inject`` drops the written-out ``istio-proxy`` containers, their
   ``istio-validation`` init containers (the kit is written for istio-cni) and volumes
   and labels the namespaces ``istio-injection=enabled``, for a cluster whose istiod
-  injects sidecars itself (the lab has no injector: its kit keeps them).
+  injects sidecars itself (the lab's istiod does too; ``lab up`` applies the kits in
+  their written-out form, which also serves clusters without injection).
 """
 
 from __future__ import annotations
@@ -55,7 +56,16 @@ MATRIX = "matrix.yaml"
 CLIENT_APPS = ("sleep", "curl")
 SIDECAR = "istio-proxy"
 SIDECAR_INIT = ("istio-validation", "istio-init")
-SIDECAR_VOLUMES = ("istio-token", "istiod-ca-cert")
+SIDECAR_VOLUMES = (  # the injection template's, as the kit writes them out
+    "workload-socket",
+    "credential-socket",
+    "workload-certs",
+    "istio-envoy",
+    "istio-data",
+    "istio-podinfo",
+    "istio-token",
+    "istiod-ca-cert",
+)
 FIELD_MANAGER = "chaosmesh-sec"
 
 

@@ -64,6 +64,9 @@ def _apiserver(bins: Binaries, pki: LabPKI, topo: Topology) -> ProcessSpec:
             f"--kubelet-certificate-authority={pki.ca.cert}",
             "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true",
+            # a webhook's Service is resolved to its endpoints (istiod's injector, at
+            # its pod's IP: the host routes to the pods, it has no ClusterIP routing)
+            "--enable-aggregator-routing=true",
             "--profiling=false",
             "--v=1",
         ),

@@ -15,7 +15,7 @@ import yaml
 
 from chaosmesh_sec import kit
 from chaosmesh_sec.errors import LabError
-from chaosmesh_sec.lab import images, procs
+from chaosmesh_sec.lab import images, injection, procs
 from chaosmesh_sec.lab.build import Binaries, locate
 from chaosmesh_sec.lab.components import component, module_source
 from chaosmesh_sec.lab.kubectl import Kubectl
@@ -290,7 +290,10 @@ def start(
         90,
         paths.component_log(f"kwok-{topo.nodes[0].name}"),
     )
-    progress("nodes Ready; deploying istiod (3 replicas)")
+    progress("nodes Ready; deploying istiod (3 replicas) and its sidecar injector")
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}
+    injector = injection.injector_configmap(istio_src)
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, injector]))
     kubectl("apply", "-f", str(MANIFESTS / "istiod.yaml"))
     _wait(
         "istiod to be Ready and to publish istio-ca-root-cert",
