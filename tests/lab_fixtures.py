@@ -86,10 +86,11 @@ def eventually(check: Callable[[], T | None], timeout: float = 60, what: str = "
 def kit_deployment(
     kit_name: str, name: str, namespace: str, service_account: str = "default"
 ) -> dict[str, Any]:
-    """A copy of one of a kit's Deployments (sidecar and all, as the kit writes it out),
-    moved to ``namespace`` and running as ``service_account``, unpinned."""
+    """A copy of one of a kit's Deployments (sidecar and all, as the kit writes it out;
+    the first of that name), moved to ``namespace``, running as ``service_account``,
+    unpinned."""
     docs = kit.documents(kit_name)
-    [dep] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name]
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
     dep = copy.deepcopy(dep)
     old = dep["metadata"]["namespace"]
     dep["metadata"]["namespace"] = namespace
