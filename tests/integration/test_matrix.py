@@ -212,11 +212,10 @@ def test_a_service_left_without_endpoints_is_no_deny(
 
     - through its sidecar (sleep-v1), Envoy has no endpoint left to send to and answers
       ``503 no healthy upstream`` itself: an ``error``;
-    - without a sidecar (a plain pod, whose plaintext the STRICT mesh refuses while the
-      Service is served), nothing DNATs the ClusterIP any more and the request times
-      out as an L4 drop would: the probe names the unserved Service and makes it an
-      ``error``, never ``denied_by_network`` (how the flagship once "held" for the
-      wrong reason).
+    - without a sidecar (a plain pod, which the kit's L4 policy drops while the Service
+      is served), nothing DNATs the ClusterIP any more and the request times out as
+      the L4 drop did: the probe names the unserved Service and makes it an ``error``,
+      never ``denied_by_network`` (how the flagship once "held" for the wrong reason).
 
     The cut is the host's (kubelet, hostNetwork agents): the pods on the node, istiod's
     among them, keep the API server, so every istiod sees the endpoints go."""
@@ -235,15 +234,19 @@ def test_a_service_left_without_endpoints_is_no_deny(
         "plain": {"namespace": NS, "selector": "app=plain", "container": "app"},
     }
     doc["destinations"] = {"helloworld-v1": doc["destinations"]["helloworld-v1"]}
-    # the kit's mesh is STRICT: the plain client's plaintext is refused, while served
+    # the kit's L4 policy admits sleep-v1 only: the plain client is dropped while served
     doc["expect"] = {
         "sleep-v1": {"helloworld-v1": "allowed"},
-        "plain": {"helloworld-v1": "mtls_failure"},
+        "plain": {"helloworld-v1": "denied_by_network"},
     }
     path = tmp_path / "unserved.matrix.yaml"
     path.write_text(yaml.safe_dump(doc))
     try:
-        assert matrix.identity_matrix(matrix=str(path), wait_seconds=60)["holds"] is True
+        eventually(  # the new pod can be exec'd into a moment after it is Ready
+            lambda: matrix.identity_matrix(matrix=str(path), wait_seconds=60)["holds"],
+            30,
+            "both cells as expected while helloworld-v1 is served",
+        )
         cut = partition_node_from_apiserver(
             node="lab-node-2", scope="host", duration_seconds=120, fault_namespace="default"
         )
