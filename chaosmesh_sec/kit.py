@@ -67,6 +67,7 @@ SIDECAR_VOLUMES = (  # the injection template's, as the kit writes them out
     "istiod-ca-cert",
 )
 FIELD_MANAGER = "chaosmesh-sec"
+INJECTION_LABEL = {"istio-injection": "enabled"}
 
 
 def kits() -> list[str]:
@@ -109,10 +110,14 @@ def documents(
             if auto_inject:
                 _drop_sidecar(pod["spec"])
     if auto_inject:
-        namespaces = sorted(
-            {d["metadata"]["namespace"] for d in out if "namespace" in d["metadata"]}
-        )
-        out = [_namespace(ns) for ns in namespaces] + out
+        # the kit's own Namespaces are labelled; the others it uses are declared first
+        # (one document per namespace: a second one, applied by the same field manager,
+        # would take the label off again)
+        declared = {d["metadata"]["name"]: d for d in out if d.get("kind") == "Namespace"}
+        for doc in declared.values():
+            doc["metadata"].setdefault("labels", {}).update(INJECTION_LABEL)
+        used = {d["metadata"]["namespace"] for d in out if "namespace" in d["metadata"]}
+        out = [_namespace(ns) for ns in sorted(used - set(declared))] + out
     return out
 
 
@@ -130,7 +135,7 @@ def _namespace(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"istio-injection": "enabled"}},
+        "metadata": {"name": name, "labels": dict(INJECTION_LABEL)},
     }
 
 

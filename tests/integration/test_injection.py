@@ -42,15 +42,22 @@ def _pods(core: client.CoreV1Api) -> list[Any]:
     ]
 
 
-def _all(core: client.CoreV1Api, injected: bool) -> list[Any] | None:
-    """The kit's pods, once every one is Ready and (not) injected, and only those."""
+def _all(core: client.CoreV1Api, injected: bool) -> list[Any]:
+    """The kit's pods, once every one is Ready and (not) injected; AssertionError naming
+    each pod's state until then (what a timeout reports)."""
     pods = _pods(core)
-    ready = all(
-        any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+    states = {
+        p.metadata.name: (
+            any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []),
+            STATUS in (p.metadata.annotations or {}),
+        )
         for p in pods
+    }
+    assert states and all(r and i is injected for r, i in states.values()), (
+        f"(ready, injected) by pod: {states}; namespace labels: "
+        + str({ns: core.read_namespace(ns).metadata.labels for ns in NAMESPACES})
     )
-    marked = all((STATUS in (p.metadata.annotations or {})) is injected for p in pods)
-    return pods if pods and ready and marked else None
+    return pods
 
 
 def test_auto_inject_gives_each_pod_an_injected_sidecar_that_enforces(

@@ -69,6 +69,24 @@ def test_auto_inject_drops_the_written_out_sidecars() -> None:
         assert all(v["name"] not in kit.SIDECAR_VOLUMES for v in spec["volumes"])
 
 
+@pytest.mark.parametrize("name", kit.kits())
+def test_auto_inject_labels_each_namespace_once(name: str) -> None:
+    """One Namespace document per namespace, labelled: a kit's own Namespace applied
+    after a labelled copy (same field manager) would take the label off again."""
+    docs = kit.documents(name, auto_inject=True)
+    namespaces = [d for d in docs if d["kind"] == "Namespace"]
+    names = [d["metadata"]["name"] for d in namespaces]
+    assert len(names) == len(set(names))
+    used = {d["metadata"]["namespace"] for d in docs if "namespace" in d["metadata"]}
+    assert used <= set(names)
+    assert all(d["metadata"]["labels"]["istio-injection"] == "enabled" for d in namespaces)
+    assert all(
+        "istio-injection" not in d["metadata"].get("labels", {})
+        for d in kit.documents(name)
+        if d["kind"] == "Namespace"
+    )
+
+
 def test_an_unknown_kit_is_refused() -> None:
     with pytest.raises(InvalidInput, match="no kit 'nope'"):
         kit.documents("nope")
