@@ -215,15 +215,31 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
+def wait_istiod_current(timeout: float = 150) -> None:
+    """Until every istiod replica issues a certificate: its connection to the API server
+    is back, so its watches are too and what it pushes is current. A replica whose node
+    was cut off keeps serving the config it last saw, to the proxies connected to it,
+    for up to about 45 s after the heal (client-go's HTTP/2 health check): a policy
+    changed meanwhile does not reach them."""
+    eventually(_every_replica_issues, timeout, "every istiod replica to issue")
+
+
 def wait_kit_holds(timeout: float = 120) -> None:
-    """Until the wrong-identity kit's matrix holds: istiod has pushed every policy and
-    endpoint to the kit's Envoys (after a policy change, or a partition's heal, that
-    takes a push: up to tens of seconds for a proxy whose istiod was cut off)."""
+    """Until istiod is current and the wrong-identity kit's matrix holds: istiod has
+    pushed every policy and endpoint to the kit's Envoys."""
+    wait_istiod_current()
     eventually(
         lambda: identity_matrix(matrix="wrong-identity", wait_seconds=60)["holds"],
         timeout,
         "the wrong-identity kit's matrix to hold",
     )
+
+
+@pytest.fixture
+def istiod_current(lab: Path) -> None:
+    """Every istiod replica serves current config before the test (see
+    :func:`wait_istiod_current`)."""
+    wait_istiod_current()
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_the_l4_layer_is_fooled_and_the_mesh_holds(lab: Path, tmp_path: Path) ->
 
 
 def test_a_permissive_mesh_is_caught_fail_open(
-    lab: Path, tmp_path: Path, custom: Any, kit_restored: None
+    lab: Path, tmp_path: Path, custom: Any, kit_holds: None, kit_restored: None
 ) -> None:
     """The probe can fail: allow-nothing removed and helloworld-v1's ALLOW widened to the
     whole namespace. The stale L4 layer lets the recycled IP through and the mesh no

@@ -12,11 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from chaosmesh_sec import kit
 from chaosmesh_sec.probes import matrix
 from tests.lab_fixtures import eventually
+
+pytestmark = pytest.mark.usefixtures("istiod_current")  # see its docstring
 
 KIT = "team-isolation"
 NAMESPACES = ("team-a", "team-b")

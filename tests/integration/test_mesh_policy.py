@@ -22,6 +22,8 @@ from kubernetes import client
 from chaosmesh_sec.probes import matrix
 from tests.lab_fixtures import curl_pod, eventually, kit_deployment
 
+pytestmark = pytest.mark.usefixtures("istiod_current")  # see its docstring
+
 HTTPBIN_PORTS = {"http-a": (8000, 8080), "http-b": (8001, 8081)}  # Service port -> target
 
 
