@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -215,13 +216,58 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
+MARKER = "chaosmesh-sec-test-freshness"  # an AuthorizationPolicy that selects no pod
+
+
+def _policy_events(pod_ip: str) -> float:
+    """How many AuthorizationPolicy events this istiod's informer has taken."""
+    with urllib.request.urlopen(f"http://{pod_ip}:15014/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    prefix = 'pilot_k8s_cfg_events{event="'
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix) and 'type="AuthorizationPolicy"' in line
+    )
+
+
+def _touch_marker(custom: client.CustomObjectsApi) -> None:
+    body = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {
+            "name": MARKER,
+            "namespace": ISTIOD_NAMESPACE,
+            "annotations": {"chaosmesh-sec.io/touched": uuid.uuid4().hex},
+        },
+        "spec": {"selector": {"matchLabels": {"chaosmesh-sec.io/no-such-pod": MARKER}}},
+    }
+    group = ("security.istio.io", "v1", ISTIOD_NAMESPACE, "authorizationpolicies")
+    try:
+        custom.patch_namespaced_custom_object(*group, MARKER, body)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        custom.create_namespaced_custom_object(*group, body)
+
+
 def wait_istiod_current(timeout: float = 150) -> None:
-    """Until every istiod replica issues a certificate: its connection to the API server
-    is back, so its watches are too and what it pushes is current. A replica whose node
-    was cut off keeps serving the config it last saw, to the proxies connected to it,
-    for up to about 45 s after the heal (client-go's HTTP/2 health check): a policy
-    changed meanwhile does not reach them."""
+    """Until every istiod replica's config watch is live: it issues certificates again
+    (its connection to the API server is back) and it has taken the event of a marker
+    policy touched now. A replica whose node was cut off keeps serving the config it
+    last saw to the proxies connected to it after the heal: until client-go's HTTP/2
+    health check drops the dead connection (about 45 s), then its informers' back-off
+    (up to 30 s more). A policy changed meanwhile does not reach those proxies."""
     eventually(_every_replica_issues, timeout, "every istiod replica to issue")
+    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    pods = istiod_pods(client.CoreV1Api(api))
+    before = {p.status.pod_ip: _policy_events(p.status.pod_ip) for p in pods}
+    _touch_marker(client.CustomObjectsApi(api))
+    eventually(
+        lambda: all(_policy_events(ip) > seen for ip, seen in before.items()),
+        timeout,
+        "every istiod replica to see a policy change",
+    )
 
 
 def wait_kit_holds(timeout: float = 120) -> None:

@@ -70,6 +70,7 @@ _TLS_MARKERS = ("tls error", "tls_error", "ssl", "certificate")
 _NETWORK_RESETS = ("connection timeout", "connection failure", "reset")
 NETWORK_EXITS = frozenset({7, 28})  # couldn't connect (refused, unreachable); timed out
 MTLS_EXITS = frozenset({35, 56})  # SSL connect error; recv failure (reset after connect)
+RESOLVE_TIMEOUT = "curl: (28) Resolving timed out"  # a 28 that is a DNS failure, as 6 is
 
 RESPONDER_HEADERS = 8
 """At most this many response headers are kept as the responder (the first ones)."""
@@ -199,7 +200,9 @@ def classify(evidence: Evidence) -> str:
 
     Whatever curl's exit code: a timeout after the headers arrived still reached the
     application. No response (000), judged by curl's exit code: 7 (could not connect,
-    refused) and 28 (timed out) are ``denied_by_network``; 35 (SSL connect error) and
+    refused) and 28 (timed out) are ``denied_by_network``, but for a 28 that timed out
+    resolving the name (``Resolving timed out``: a DNS failure, as 6 is, seen in the lab
+    when a pod's names were not there yet), which is an ``error``; 35 (SSL connect error) and
     56 (reset after connect: plaintext refused under STRICT) are ``mtls_failure``;
     anything else (6: DNS failure, 0 without a response, the exec failed) is ``error``.
 
@@ -226,7 +229,8 @@ def classify(evidence: Evidence) -> str:
             return _sidecar_503(evidence.body)
         return "allowed" if 100 <= status < 500 else "error"
     if evidence.exit_code in NETWORK_EXITS:
-        return "denied_by_network"
+        # curl's 28 also ends a name lookup that took too long: no network policy said so
+        return "error" if evidence.error.startswith(RESOLVE_TIMEOUT) else "denied_by_network"
     if evidence.exit_code in MTLS_EXITS:
         return "mtls_failure"
     return "error"

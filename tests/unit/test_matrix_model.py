@@ -697,6 +697,8 @@ exit "$FAKE_EXIT"
         ("", "000", 28, "curl: (28) Connection timed out", "denied_by_network"),
         ("", "000", 56, "curl: (56) Recv failure: Connection reset by peer", "mtls_failure"),
         ("", "000", 6, "curl: (6) Could not resolve host: x", "error"),
+        # a name lookup that timed out is a 28 too: a DNS failure, no network policy
+        ("", "000", 28, "curl: (28) Resolving timed out after 3000 milliseconds", "error"),
     ],
 )
 def test_round_trip_through_the_shell(
