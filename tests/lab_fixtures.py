@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client, config
 
 from chaosmesh_sec import kit
+from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec.lab import inspect, manager
 from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.topology import DEFAULT
@@ -270,6 +271,38 @@ def wait_istiod_current(timeout: float = 150) -> None:
     )
 
 
+DRAINING = (
+    "listener_manager.total_filter_chains_draining",
+    "listener_manager.total_listeners_draining",
+)
+
+
+def _draining(api: client.ApiClient, pod: client.V1Pod) -> int:
+    """How many of ``pod``'s Envoy listeners and filter chains are still draining."""
+    out, _ = exec_in_pod(
+        api.configuration, pod, "istio-proxy", ["pilot-agent", "request", "GET", "stats"], 15
+    )
+    stats = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    return sum(int(stats.get(name, "1")) for name in DRAINING)
+
+
+def wait_drained(namespace: str, selector: str, timeout: float = 90) -> None:
+    """Until the Envoys of the pods matching ``selector`` serve no connection on an old
+    filter chain. A policy change reaches Envoy as a new filter chain; connections
+    opened before it (the client sidecars keep theirs pooled) are served by the old
+    one, with the old decision, until they are drained (at their next response, or
+    after Envoy's drain time, 45 s). A check right after a change can hit one."""
+    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    core = client.CoreV1Api(api)
+
+    def drained() -> bool:
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        return bool(live) and all(_draining(api, p) == 0 for p in live)
+
+    eventually(drained, timeout, f"the Envoys of {namespace}/{selector} to drain")
+
+
 def wait_kit_holds(timeout: float = 120) -> None:
     """Until istiod is current and the wrong-identity kit's matrix holds: istiod has
     pushed every policy and endpoint to the kit's Envoys."""
@@ -306,6 +339,7 @@ def kit_restored(lab: Path) -> Iterator[None]:
         configuration={"kubeconfig_path": str(lab)},
     )
     wait_kit_holds()
+    wait_drained("default", "app=helloworld")
 
 
 def wait_lease_renewed(api: client.ApiClient, node: str, timeout: float = 90) -> None:
