@@ -30,11 +30,10 @@ class Mount:
     read_only: bool
 
 
-def _write(path: Path, data: bytes, secret: bool) -> None:
+def _write(path: Path, data: bytes) -> None:
     """A volume's file, mode 0644 as a kubelet writes it when no defaultMode is given
     (a non-root container such as the sidecar, uid 1337, must read its token). Secrets
     stay out of other users' reach by the pod directory's own mode (0700)."""
-    del secret  # kept by the callers for the day defaultMode is honoured
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     with os.fdopen(fd, "wb") as f:
@@ -87,29 +86,29 @@ class _Materialiser:
         )
         return str(resp.status.token).encode()
 
-    def projected(self, sources: list[Any]) -> dict[str, tuple[bytes, bool]]:
-        files: dict[str, tuple[bytes, bool]] = {}
+    def projected(self, sources: list[Any]) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
         for src in sources:
             if src.service_account_token is not None:
                 sat = src.service_account_token
-                files[sat.path] = (self.token(sat.audience, sat.expiration_seconds), True)
+                files[sat.path] = self.token(sat.audience, sat.expiration_seconds)
             elif src.config_map is not None:
                 data = self.configmap(src.config_map.name, bool(src.config_map.optional)) or {}
                 for path, value in _items(data, src.config_map.items).items():
-                    files[path] = (value, False)
+                    files[path] = value
             elif src.secret is not None:
                 data = self.secret(src.secret.name, bool(src.secret.optional)) or {}
                 for path, value in _items(data, src.secret.items).items():
-                    files[path] = (value, True)
+                    files[path] = value
             elif src.downward_api is not None:
                 files.update(self.downward(src.downward_api.items or []))
         return files
 
-    def downward(self, items: list[Any]) -> dict[str, tuple[bytes, bool]]:
-        files: dict[str, tuple[bytes, bool]] = {}
+    def downward(self, items: list[Any]) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
         for item in items:
             if item.field_ref is not None:
-                files[item.path] = (_field(self.pod, item.field_ref.field_path).encode(), False)
+                files[item.path] = _field(self.pod, item.field_ref.field_path).encode()
         return files
 
 
@@ -151,15 +150,15 @@ def materialise(
     for vol in pod.spec.volumes or []:
         target = pod_dir / "volumes" / vol.name
         target.mkdir(parents=True, exist_ok=True)
-        files: dict[str, tuple[bytes, bool]] = {}
+        files: dict[str, bytes] = {}
         if vol.projected is not None:
             files = m.projected(vol.projected.sources or [])
         elif vol.config_map is not None:
             data = m.configmap(vol.config_map.name, bool(vol.config_map.optional)) or {}
-            files = {p: (v, False) for p, v in _items(data, vol.config_map.items).items()}
+            files = _items(data, vol.config_map.items)
         elif vol.secret is not None:
             data = m.secret(vol.secret.secret_name, bool(vol.secret.optional)) or {}
-            files = {p: (v, True) for p, v in _items(data, vol.secret.items).items()}
+            files = _items(data, vol.secret.items)
         elif vol.downward_api is not None:
             files = m.downward(vol.downward_api.items or [])
         elif vol.host_path is not None:
@@ -171,7 +170,7 @@ def materialise(
             target.chmod(0o777)  # as a kubelet makes it: any container's user writes there
         else:
             logger.warning("lab: volume %s of %s: unsupported type", vol.name, pod.metadata.name)
-        for rel, (value, secret) in files.items():
-            _write(target / rel, value, secret)
+        for rel, value in files.items():
+            _write(target / rel, value)
         out[vol.name] = target
     return out
