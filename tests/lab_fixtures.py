@@ -220,16 +220,25 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
 MARKER = "chaosmesh-sec-test-freshness"  # an AuthorizationPolicy that selects no pod
 
 
-def _policy_events(pod_ip: str) -> float:
-    """How many AuthorizationPolicy events this istiod's informer has taken."""
+def istiod_metrics(pod_ip: str) -> str:
+    """istiod's Prometheus text, from its monitoring port (the host routes to pod IPs)."""
     with urllib.request.urlopen(f"http://{pod_ip}:15014/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    prefix = 'pilot_k8s_cfg_events{event="'
+        return str(resp.read().decode())
+
+
+def metric_sum(text: str, metric: str, label: str = "") -> float:
+    """The sum of ``metric``'s samples in ``text`` (those whose labels hold ``label``)."""
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(prefix) and 'type="AuthorizationPolicy"' in line
+        if line.startswith((f"{metric}{{", f"{metric} ")) and label in line
     )
+
+
+def _policy_events(pod_ip: str) -> float:
+    """How many AuthorizationPolicy events this istiod's informer has taken."""
+    text = istiod_metrics(pod_ip)
+    return metric_sum(text, "pilot_k8s_cfg_events", 'type="AuthorizationPolicy"')
 
 
 def _touch_marker(custom: client.CustomObjectsApi) -> None:
@@ -303,15 +312,21 @@ def wait_drained(namespace: str, selector: str, timeout: float = 90) -> None:
     eventually(drained, timeout, f"the Envoys of {namespace}/{selector} to drain")
 
 
+def matrix_holding(matrix: str, timeout: float, what: str) -> dict[str, Any]:
+    """The identity matrix's result, once a check of every cell holds."""
+
+    def holding() -> dict[str, Any] | None:
+        result = identity_matrix(matrix=matrix, wait_seconds=60)
+        return result if result["holds"] else None
+
+    return eventually(holding, timeout, what)
+
+
 def wait_kit_holds(timeout: float = 120) -> None:
     """Until istiod is current and the wrong-identity kit's matrix holds: istiod has
     pushed every policy and endpoint to the kit's Envoys."""
     wait_istiod_current()
-    eventually(
-        lambda: identity_matrix(matrix="wrong-identity", wait_seconds=60)["holds"],
-        timeout,
-        "the wrong-identity kit's matrix to hold",
-    )
+    matrix_holding("wrong-identity", timeout, "the wrong-identity kit's matrix to hold")
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ import pytest
 from kubernetes import client
 
 from chaosmesh_sec import kit
-from chaosmesh_sec.probes import matrix
-from tests.lab_fixtures import eventually
+from tests.lab_fixtures import eventually, matrix_holding
 
 pytestmark = pytest.mark.usefixtures("istiod_current")  # see its docstring
 
@@ -75,11 +74,7 @@ def test_auto_inject_gives_each_pod_an_injected_sidecar_that_enforces(
             assert proxy.security_context.run_as_user == 1337
             inits = [c.name for c in pod.spec.init_containers or []]
             assert inits == ["istio-validation"], inits  # the chart's istio-cni form
-        result = eventually(
-            lambda: (r := matrix.identity_matrix(matrix=KIT, wait_seconds=60))["holds"] and r,
-            60,
-            "the team-isolation matrix to hold with injected sidecars",
-        )
+        result = matrix_holding(KIT, 60, "the team-isolation matrix to hold with injected sidecars")
         [denied] = [c for c in result["cells"] if c["verdict"] == "denied_by_mesh"]
         assert denied["cell"] == "curl-b -> httpbin-a"
         assert denied["evidence"]["answered_by"] == "envoy", denied

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import urllib.request
-
 from cryptography import x509
 from kubernetes import client
 
 from chaosmesh_sec.lab import inspect
 from chaosmesh_sec.lab.network import pod_netns_name
 from chaosmesh_sec.lab.topology import DEFAULT
-from tests.lab_fixtures import eventually
+from tests.lab_fixtures import eventually, istiod_metrics, metric_sum
 
 
 def _istiod_pods(core: client.CoreV1Api) -> list[client.V1Pod]:
@@ -98,25 +96,11 @@ def test_deleting_an_istiod_pod_stops_its_process_and_the_replacement_starts_one
     )
 
 
-def _metrics(pod_ip: str) -> str:
-    """istiod's Prometheus text, from its monitoring port (the host routes to pod IPs)."""
-    with urllib.request.urlopen(f"http://{pod_ip}:15014/metrics", timeout=5) as resp:
-        return str(resp.read().decode())
-
-
-def _sum(text: str, metric: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith((f"{metric}{{", f"{metric} "))
-    )
-
-
 def test_the_upstream_envoys_accept_everything_istiod_sends(core: client.CoreV1Api) -> None:
     """No NACK: with the ALPN filter, metadata exchange and the Prometheus stats filter
     off, upstream Envoy takes every listener, cluster and route istiod pushes (with
     istiod's defaults it rejects them and no sidecar becomes Ready)."""
     pods = _istiod_pods(core)
-    texts = [_metrics(p.status.pod_ip) for p in pods]
-    assert sum(_sum(t, "pilot_xds_pushes") for t in texts) > 0  # they did push
-    assert [_sum(t, "pilot_total_xds_rejects") for t in texts] == [0.0] * len(pods)
+    texts = [istiod_metrics(p.status.pod_ip) for p in pods]
+    assert sum(metric_sum(t, "pilot_xds_pushes") for t in texts) > 0  # they did push
+    assert [metric_sum(t, "pilot_total_xds_rejects") for t in texts] == [0.0] * len(pods)

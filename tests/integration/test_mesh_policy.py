@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 
 from chaosmesh_sec.probes import matrix
-from tests.lab_fixtures import curl_pod, eventually, kit_deployment
+from tests.lab_fixtures import curl_pod, eventually, kit_deployment, matrix_holding
 
 pytestmark = pytest.mark.usefixtures("istiod_current")  # see its docstring
 
@@ -156,11 +156,7 @@ def test_a_deny_naming_one_principal_wins_over_an_allow_of_its_namespace(
         {"httpbin": _url(namespace)},
         {"curl-a": {"httpbin": "allowed"}, "curl-b": {"httpbin": "denied_by_mesh"}},
     )
-    result = eventually(
-        lambda: (r := matrix.identity_matrix(matrix=path, wait_seconds=60))["holds"] and r,
-        60,
-        "istiod to push both policies to httpbin's Envoy",
-    )
+    result = matrix_holding(path, 60, "istiod to push both policies to httpbin's Envoy")
     cells = _cells(result)
     _envoy_denied(cells[("curl-b", "httpbin")])
     allowed = cells[("curl-a", "httpbin")]["evidence"]
@@ -182,11 +178,7 @@ def test_an_allow_limited_to_one_port_denies_the_other(
         {"port-8080": _url(namespace, "http-a"), "port-8081": _url(namespace, "http-b")},
         {"curl-a": {"port-8080": "allowed", "port-8081": "denied_by_mesh"}},
     )
-    result = eventually(
-        lambda: (r := matrix.identity_matrix(matrix=path, wait_seconds=60))["holds"] and r,
-        60,
-        "istiod to push the port-limited policy",
-    )
+    result = matrix_holding(path, 60, "istiod to push the port-limited policy")
     _envoy_denied(_cells(result)[("curl-a", "port-8081")])
 
 
@@ -207,11 +199,7 @@ def test_a_plaintext_client_is_refused_under_strict(
         {"httpbin": _url(namespace)},
         {"curl-a": {"httpbin": "allowed"}, "plain": {"httpbin": "mtls_failure"}},
     )
-    result = eventually(
-        lambda: (r := matrix.identity_matrix(matrix=path, wait_seconds=60))["holds"] and r,
-        60,
-        "istiod to push STRICT to httpbin's Envoy",
-    )
+    result = matrix_holding(path, 60, "istiod to push STRICT to httpbin's Envoy")
     plain = _cells(result)[("plain", "httpbin")]["evidence"]
     assert plain["http_code"] == "000" and plain["exit_code"] == 56, plain
 
