@@ -7,6 +7,7 @@ recorder (tests/recorder.py) that answers 403 with a body and a header carrying 
 """
 
 import base64
+import hashlib
 import traceback
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from chaosmesh_sec.client import api_client
 from chaosmesh_sec.errors import ApiError, InvalidInput
 from chaosmesh_sec.probes import control_plane
 from chaosmesh_sec.report.scrub import REDACTED_KEY, REDACTED_TOKEN, scrub
+from tests.fakes import fake_jwt, fake_pem_key
 from tests.recorder import Recorder
 
 SECRET_IN_BODY = "body-secret-3f9a1c"
@@ -120,3 +122,62 @@ def test_base64_pem_private_keys_are_redacted_and_certificates_kept() -> None:
     wrapped = scrub(f"data {key[:40]}\n{key[40:]} end")
     assert key[:40] not in wrapped and key[40:] not in wrapped and wrapped.endswith("end")
     assert scrub(f"client-key-data: {cert.decode()}") == f"client-key-data: {REDACTED_KEY}"
+
+
+def _signature(size: int) -> bytes:
+    """`size` bytes that look like a signature (no value: hashes of small numbers)."""
+    return b"".join(hashlib.sha256(bytes([i])).digest() for i in range(size // 32 + 1))[:size]
+
+
+CLAIMS = {"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:default:sleep"}
+TOKENS = {  # a signature as long as its alg makes it, as a real token's is
+    "RS256": fake_jwt(CLAIMS, "RS256", _signature(256)),
+    "ES256": fake_jwt(CLAIMS, "ES256", _signature(64)),
+    "RS512-4096": fake_jwt(CLAIMS, "RS512", _signature(512)),
+    "none": fake_jwt(CLAIMS, "none", b""),
+    "bad-length": JWT,  # a signature no alg makes: still whole at the end of its line
+}
+BREAKS = {"newline": "\n", "crlf": "\r\n", "indented": "\n    ", "escaped": "\\n"}
+
+
+@pytest.mark.parametrize("brk", BREAKS.values(), ids=BREAKS.keys())
+@pytest.mark.parametrize("token", TOKENS.values(), ids=TOKENS.keys())
+def test_a_jwt_that_ends_a_line_leaves_the_next_line_alone(token: str, brk: str) -> None:
+    for after in ("ordinary text on the next line", "Next", "x", "eyJ is how a JWT begins"):
+        assert scrub(f"token {token}{brk}{after}\nand more") == (
+            f"token {REDACTED_TOKEN}{brk}{after}\nand more"
+        )
+    assert (
+        scrub(f"token {token}.{brk}Next sentence") == f"token {REDACTED_TOKEN}.{brk}Next sentence"
+    )
+
+
+@pytest.mark.parametrize("brk", BREAKS.values(), ids=BREAKS.keys())
+@pytest.mark.parametrize("token", [t for k, t in TOKENS.items() if k != "none"], ids=str)
+def test_a_jwt_split_in_any_segment_is_redacted_whole(token: str, brk: str) -> None:
+    header, claims, _ = token.split(".")
+    places = [10, len(header) + 1, len(header) + 20, len(header) + len(claims) + 1]
+    if token != JWT:  # inside a signature as long as its alg makes it, and before its last
+        places += [len(token) - 30, len(token) - 1]
+        signature = len(header) + len(claims) + 2  # and where a shorter key's would end
+        places += [signature + n for n in (171, 342) if signature + n < len(token)]
+    for cut in places:
+        out = scrub(f"token {token[:cut]}{brk}{token[cut:]}{brk}ordinary text")
+        assert out == f"token {REDACTED_TOKEN}{brk}ordinary text", cut
+    width = 30 if token == JWT else 64  # wrapped as a terminal or base64 -w does
+    body = token[: len(header) + len(claims)] if token == JWT else token
+    wrapped = brk.join(body[i : i + width] for i in range(0, len(body), width))
+    rest = token[len(body) :]
+    assert scrub(f"{wrapped}{rest}{brk}end") == f"{REDACTED_TOKEN}{brk}end"
+
+
+def test_a_base64_key_that_ends_a_line_leaves_the_next_line_alone() -> None:
+    key = base64.b64encode(fake_pem_key("MHcCAQEEIBkey", "EC PRIVATE KEY").encode()).decode()
+    for brk in BREAKS.values():
+        for text in (f"client-key-data: {key}", f"data {key}"):
+            marker = text.split(" ")[0] + " " + REDACTED_KEY
+            assert scrub(f"{text}{brk}users and more text{brk}- name: x") == (
+                f"{marker}{brk}users and more text{brk}- name: x"
+            )
+        wrapped = brk.join(key[i : i + 20] for i in range(0, len(key), 20))
+        assert scrub(f"data {wrapped}{brk}next line") == f"data {REDACTED_KEY}{brk}next line"
