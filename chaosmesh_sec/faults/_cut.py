@@ -5,7 +5,9 @@ in, when they took effect and when they remove themselves (the annotations
 :data:`EFFECTIVE_AT` and :data:`SELF_HEALS_AT`). A fault that must know "after the
 cut" reads it here: the IP hunt's stale-cache precondition (a pod created after its
 node's peer was cut off cannot have been heard of there). Only the pack's own fault
-namespace is read, and nothing read is executed.
+namespace is read, only pods of the pack's shape count (the heal's own check,
+:func:`~chaosmesh_sec.faults._partition_pod.run_id_of`: a labelled, stamped stranger
+is no cut), and nothing read is executed.
 
 Times compare the runner's clock (the annotations) with the API server's
 (``creationTimestamp``, whole seconds, rounded down): a pod created in second S
@@ -21,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chaosmesh_sec.client import api_errors
-from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
+from chaosmesh_sec.faults._ledger import FAULT_LABEL
+from chaosmesh_sec.faults._partition_pod import PARTITION_KIND, run_id_of
 
 __all__ = [
     "EFFECTIVE_AT",
@@ -34,7 +37,6 @@ __all__ = [
     "stamp",
 ]
 
-PARTITION_KIND = "apiserver-partition"
 EFFECTIVE_AT = "chaosmesh-sec.io/effective-at"
 SELF_HEALS_AT = "chaosmesh-sec.io/self-heals-at"
 
@@ -73,9 +75,13 @@ def _parsed(text: Any) -> datetime | None:
 
 
 def cut_of(pod: Any, now: datetime) -> Cut | None:
-    """The cut a fault pod has in force now, if it has one (Running, stamped, not expired)."""
+    """The cut a fault pod has in force now, if it has one (of the pack's shape, Running,
+    stamped, not expired)."""
     meta = pod.metadata
-    if meta.deletion_timestamp is not None or not pod.status or pod.status.phase != "Running":
+    run_id, _not_the_packs = run_id_of(pod)
+    if not run_id or meta.deletion_timestamp is not None:
+        return None
+    if not pod.status or pod.status.phase != "Running":
         return None
     annotations = meta.annotations or {}
     effective, heals = (
@@ -84,9 +90,7 @@ def cut_of(pod: Any, now: datetime) -> Cut | None:
     )
     if effective is None or heals is None or not effective <= now < heals:
         return None
-    return Cut(
-        str(pod.spec.node_name), str((meta.labels or {}).get(RUN_LABEL, "")), effective, heals
-    )
+    return Cut(str(pod.spec.node_name), run_id, effective, heals)
 
 
 def cuts_in_force(core: Any, fault_namespace: str, nodes: Iterable[str]) -> dict[str, Cut]:

@@ -29,6 +29,7 @@ from chaosmesh_sec.client import api_client, api_errors, exception_brief
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
 from chaosmesh_sec.faults import _cut
 from chaosmesh_sec.faults._ledger import FAULT_LABEL, FAULT_NAMESPACE, RUN_LABEL
+from chaosmesh_sec.faults._partition_pod import CONTAINER, NAME_LABEL, PACK, pod_name, run_id_of
 from chaosmesh_sec.faults._partition_rules import (
     APPLIED_MARK,
     SCOPES,
@@ -46,8 +47,6 @@ __all__ = ["heal_apiserver_partition", "partition_node_from_apiserver"]
 logger = logging.getLogger("chaostoolkit")
 
 FAULT_KIND = _cut.PARTITION_KIND
-PACK = "chaosmesh-sec"
-NAME_LABEL = "app.kubernetes.io/name"
 MAX_DURATION = 3600
 APPLY_TIMEOUT = 60
 EXEC_TIMEOUT = 30
@@ -160,7 +159,7 @@ def _fault_pod(p: PartitionPlan, node: str, image: str) -> k8s.V1Pod:
     }
     return k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(
-            name=f"cms-partition-{p.run_id}",
+            name=pod_name(p.run_id),
             labels=labels,
         ),
         spec=k8s.V1PodSpec(
@@ -172,7 +171,7 @@ def _fault_pod(p: PartitionPlan, node: str, image: str) -> k8s.V1Pod:
             tolerations=[k8s.V1Toleration(operator="Exists")],
             containers=[
                 k8s.V1Container(
-                    name="partition",
+                    name=CONTAINER,
                     image=image,
                     command=["sh", "-c", p.pod_script()],
                     security_context=k8s.V1SecurityContext(
@@ -324,29 +323,6 @@ def _exec(core: k8s.CoreV1Api, pod: Any, script: str) -> str:
     return out
 
 
-def _run_id_of(pod: Any) -> tuple[str, str]:
-    """``(run_id, "")`` for a fault pod of the pack's shape, else ``("", why it is not)``.
-
-    The shape is what :func:`_fault_pod` makes: its labels, a run id of 8 hex digits,
-    the name made from it, hostNetwork, one container ``partition``. A pod that merely
-    carries the fault label (anyone who may create pods there can add it) is a stranger.
-    """
-    meta: Any = pod.metadata
-    spec: Any = pod.spec
-    labels = meta.labels or {}
-    run_id = labels.get(RUN_LABEL)
-    if not is_run_id(run_id):
-        return "", f"label {RUN_LABEL} is {run_id!r}, not a run id of this pack"
-    if labels.get(FAULT_LABEL) != FAULT_KIND or labels.get(NAME_LABEL) != PACK:
-        return "", f"labels {FAULT_LABEL} / {NAME_LABEL} are not the pack's"
-    if meta.name != f"cms-partition-{run_id}":
-        return "", f"its name is not cms-partition-{run_id}"
-    containers = [c.name for c in (spec.containers if spec else None) or []]
-    if not spec or spec.host_network is not True or containers != ["partition"]:
-        return "", "it is not a hostNetwork pod with the one container 'partition'"
-    return str(run_id), ""
-
-
 def _heal_one(core: k8s.CoreV1Api, pod: Any, run_id: str) -> tuple[str, list[str]]:
     """Heal one fault pod of the pack: ``(what it was, the problems met)``.
 
@@ -419,7 +395,7 @@ def heal_apiserver_partition(
         on = pod.spec.node_name if pod.spec else None
         if node and on != node:
             continue
-        pod_run, why = _run_id_of(pod)
+        pod_run, why = run_id_of(pod)
         if not pod_run:
             logger.warning("partition heal: %s is not a fault pod of this pack (%s)", where, why)
             result["strangers"].append({"pod": where, "node": on, "why": why})

@@ -10,6 +10,7 @@ from chaosmesh_sec.controls import safety_net
 from chaosmesh_sec.errors import InvalidInput, RollbackFailed
 from chaosmesh_sec.faults import apiserver_partition as ap
 from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
+from chaosmesh_sec.faults._partition_pod import run_id_of
 from chaosmesh_sec.faults._partition_rules import Endpoint, plan
 from chaosmesh_sec.gameday.verdict import EXIT_HELD, EXIT_ROLLBACK_FAILED, journal_exit_code
 from chaosmesh_sec.journal import SAFETY_NET_EXTENSION
@@ -21,7 +22,7 @@ def _real() -> k8s.V1Pod:
 
 def test_a_fault_pod_the_pack_made_is_recognised_and_carries_no_script() -> None:
     pod = _real()
-    assert ap._run_id_of(pod) == ("0123abcd", "")
+    assert run_id_of(pod) == ("0123abcd", "")
     assert not (pod.metadata.annotations or {})  # nothing for a heal to read back and run
 
 
@@ -46,7 +47,7 @@ def _with(change: Any) -> k8s.V1Pod:
     ids=["no-run-id", "bad-run-id", "kind", "name-label", "name", "host", "containers", "none"],
 )
 def test_a_pod_not_of_the_packs_shape_is_a_stranger(pod: k8s.V1Pod, why: str) -> None:
-    run_id, reason = ap._run_id_of(pod)
+    run_id, reason = run_id_of(pod)
     assert run_id == "" and why in reason
 
 

@@ -7,12 +7,16 @@ judged is the pack's reading of them, not anything they were told to return.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from kubernetes import client as k8s
 
 from chaosmesh_sec.faults import _cut
-from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
+from chaosmesh_sec.faults import apiserver_partition as ap
+from chaosmesh_sec.faults._ledger import FAULT_LABEL
+from chaosmesh_sec.faults._partition_rules import Endpoint, plan
 
 CUT = datetime(2026, 12, 3, 10, 0, 0, 400_000, tzinfo=UTC)  # rules in at .4 s
 
@@ -20,20 +24,14 @@ CUT = datetime(2026, 12, 3, 10, 0, 0, 400_000, tzinfo=UTC)  # rules in at .4 s
 def _fault_pod(
     node: str, effective: datetime, seconds: int = 60, phase: str = "Running"
 ) -> k8s.V1Pod:
-    return k8s.V1Pod(
-        metadata=k8s.V1ObjectMeta(
-            name=f"cms-partition-{node}",
-            labels={FAULT_LABEL: _cut.PARTITION_KIND, RUN_LABEL: "abcd1234"},
-            annotations={
-                _cut.EFFECTIVE_AT: _cut.stamp(effective.timestamp()),
-                _cut.SELF_HEALS_AT: _cut.stamp(
-                    (effective + timedelta(seconds=seconds)).timestamp()
-                ),
-            },
-        ),
-        spec=k8s.V1PodSpec(node_name=node, containers=[]),
-        status=k8s.V1PodStatus(phase=phase),
-    )
+    """The pod the partition fault makes, stamped and in ``phase`` as the API returns it."""
+    pod = ap._fault_pod(plan("abcd1234", "host", [Endpoint("10.0.0.1", 443)], seconds), node, "i")
+    pod.metadata.annotations = {
+        _cut.EFFECTIVE_AT: _cut.stamp(effective.timestamp()),
+        _cut.SELF_HEALS_AT: _cut.stamp((effective + timedelta(seconds=seconds)).timestamp()),
+    }
+    pod.status = k8s.V1PodStatus(phase=phase)
+    return pod
 
 
 def _holder(created: datetime) -> k8s.V1Pod:
@@ -67,6 +65,30 @@ def test_a_cut_not_in_force_is_no_cut() -> None:
     garbled = _fault_pod("n", CUT)
     garbled.metadata.annotations[_cut.EFFECTIVE_AT] = "yesterday"
     assert _cut.cut_of(garbled, later) is None
+
+
+def _stranger(change: Callable[[k8s.V1Pod], object]) -> k8s.V1Pod:
+    pod = _fault_pod("lab-node-2", CUT)
+    change(pod)
+    return pod
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [
+        _stranger(lambda p: p.metadata.labels.update({FAULT_LABEL: "scale"})),
+        _stranger(lambda p: p.metadata.labels.pop("app.kubernetes.io/name")),
+        _stranger(lambda p: setattr(p.metadata, "name", "cms-partition-other")),
+        _stranger(lambda p: setattr(p.spec, "host_network", None)),
+        _stranger(lambda p: p.spec.containers.append(k8s.V1Container(name="x"))),
+    ],
+    ids=["kind", "name-label", "name", "not-host-network", "containers"],
+)
+def test_a_stamped_pod_not_of_the_packs_shape_is_no_cut(pod: k8s.V1Pod) -> None:
+    """The heal's own check decides: a labelled, stamped, Running stranger tells no story."""
+    later = CUT + timedelta(seconds=1)
+    assert _cut.cut_of(_fault_pod("lab-node-2", CUT), later) is not None
+    assert _cut.cut_of(pod, later) is None
 
 
 def test_an_owner_created_before_the_cut_is_not_the_story() -> None:
