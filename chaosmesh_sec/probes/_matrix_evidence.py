@@ -253,14 +253,15 @@ def curl_command(
 ) -> list[str]:
     """The argv to exec in a source's container: curl, then its exit code on the last line.
 
-    ``sh -c`` running ``curl -q -sS --noproxy '*' -m T -X METHOD -o - -w TRAILER URL;
+    ``sh -c`` running ``curl -q -g -sS --noproxy '*' -m T -X METHOD -o - -w TRAILER URL;
     echo "curl-exit:$?"``, TRAILER being
     ``\\ncurl-headers:%{header_json}\\ncurl-http:%{http_code}\\n`` (the response
     headers as JSON need curl 7.83 or later; an older one leaves them out). The shell
     always exits 0, so curl's exit code survives an exec that loses it. ``-q`` skips
     any ``.curlrc`` and ``--noproxy`` any proxy variable of the container: the request
-    goes straight from the source. ``HEAD`` uses ``--head`` (``-X HEAD`` waits for a
-    body). Read the output with :func:`parse_curl_output`.
+    goes straight from the source. ``-g`` (``--globoff``) takes the URL as written:
+    ``[1-9]`` or ``{a,b}`` in it is no curl glob (one cell, one request). ``HEAD`` uses
+    ``--head`` (``-X HEAD`` waits for a body). Read the output with :func:`parse_curl_output`.
     """
     curl = curl_argv(url, method, timeout_seconds, _WRITE_OUT)
     return ["sh", "-c", f'{shlex.join(curl)}; echo "{EXIT_MARK}$?"']
@@ -274,14 +275,14 @@ def curl_argv(
     show_errors: bool = True,
 ) -> list[str]:
     """curl's own argv for one request (inputs checked), printing `write_out` after the
-    body: ``curl -q -sS --noproxy '*' -m T -X METHOD -o - -w WRITE_OUT URL`` (``-s``
+    body: ``curl -q -g -sS --noproxy '*' -m T -X METHOD -o - -w WRITE_OUT URL`` (``-s``
     alone without `show_errors`)."""
     url = _validate.http_url("url", url)
     method = _validate.http_method("method", method)
     seconds = request_timeout("timeout_seconds", timeout_seconds)
     verb = ["--head"] if method == "HEAD" else ["-X", method]
     timeout = f"{seconds:.3f}".rstrip("0").rstrip(".")
-    curl = ["curl", "-q", "-sS" if show_errors else "-s", "--noproxy", "*", "-m", timeout]
+    curl = ["curl", "-q", "-g", "-sS" if show_errors else "-s", "--noproxy", "*", "-m", timeout]
     return [*curl, *verb, "-o", "-", "-w", write_out, url]
 
 

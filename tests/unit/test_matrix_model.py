@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import os
 import stat
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -464,12 +466,39 @@ def test_curl_command_shape() -> None:
     argv = curl_command("http://helloworld-v1.default:5000/hello", "POST", 2.5)
     assert argv[:2] == ["sh", "-c"]
     assert argv[2] == (
-        "curl -q -sS --noproxy '*' -m 2.5 -X POST -o - "
+        "curl -q -g -sS --noproxy '*' -m 2.5 -X POST -o - "
         "-w '\\ncurl-headers:%{header_json}\\ncurl-http:%{http_code}\\n' "
         'http://helloworld-v1.default:5000/hello; echo "curl-exit:$?"'
     )
     assert " --head " in curl_command("http://a/", "HEAD")[2]
     assert " -m 10 " in curl_command("http://a/", "GET", 10)[2]
+
+
+def test_a_url_with_glob_characters_is_one_request_as_written() -> None:
+    """The real curl against a local server: ``[1-2]`` and ``{a,b}`` are no curl glob."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/cell[1-2]{{a,b}}"
+        run = subprocess.run(
+            curl_command(url, "GET", 5), capture_output=True, text=True, timeout=20
+        )
+        server.shutdown()
+    evidence = parse_curl_output(run.stdout, run.stderr)
+    assert (evidence.exit_code, evidence.http_code) == (0, "200")
+    assert seen == ["/cell[1-2]{a,b}"]
 
 
 @pytest.mark.parametrize(
@@ -724,6 +753,7 @@ def test_round_trip_through_the_shell(
     assert classify(evidence) == verdict
     assert (tmp_path / "args").read_text().splitlines() == [
         "-q",
+        "-g",
         "-sS",
         "--noproxy",
         "*",
