@@ -42,6 +42,12 @@ def _t(value: object) -> str:
     return _TAG_START.sub("&lt;", text.replace("\\", "\\\\").replace("|", "\\|"))
 
 
+def _fenced(value: object) -> str:
+    """Scrubbed text for a line inside a code fence: one line, no backtick (so it can
+    neither end the fence nor open a new one)."""
+    return " ".join(scrub(str(value)).split()).replace("`", "'")
+
+
 def _code(value: object) -> str:
     text = _t(value).replace("`", "'")
     return f"`{text}`" if text else ""
@@ -305,7 +311,8 @@ def _strips(t: Timeline) -> list[str]:
     step = t.interval_seconds or 1.0
     slots = max(1, min(STRIP_CHARS, math.ceil(span / step)))
     width = span / slots
-    pad = max((len(x) for x in [*t.targets, "faults"]), default=6)
+    labels = {target: _fenced(target) for target in t.targets}
+    pad = max((len(x) for x in [*labels.values(), "faults"]), default=6)
     lines = []
     for target in t.targets:
         strip = ["."] * slots
@@ -314,7 +321,7 @@ def _strips(t: Timeline) -> list[str]:
                 continue
             k = min(slots - 1, max(0, int(s.t / width)))
             strip[k] = "x" if not s.issued or strip[k] == "x" else "#"
-        lines.append(f"{scrub(target):<{pad}} |{''.join(strip)}|")
+        lines.append(f"{labels[target]:<{pad}} |{''.join(strip)}|")
     if t.windows:
         strip = [" "] * slots
         for w in t.windows:

@@ -414,6 +414,31 @@ def test_markdown_has_the_matrix_and_issuance_tables(tmp_path: Path) -> None:
     assert strips[-2].startswith("faults ") and "~" in strips[-2]  # the window, under the lanes
 
 
+@pytest.mark.parametrize("target", ["evil\n```\n# injected", "a\r\n~~~ b", "``` x", "a\tb\x0bc"])
+def test_a_sample_target_cannot_break_out_of_the_timeline_fence(
+    tmp_path: Path, target: str
+) -> None:
+    journal = _load("issuance-partition")
+    (sampling,) = [r for r in journal["run"] if _fn(r) == SAMPLING]
+    output = sampling["output"]
+    (old,) = [t for t in output["summary"] if t != "service"][:1]
+    output["summary"][target] = output["summary"].pop(old)
+    for sample in output["samples"]:
+        if sample["target"] == old:
+            sample["target"] = target
+    md = _render(tmp_path, [_write(tmp_path, "issuance-partition", journal)])["markdown"]
+    plain = _render(tmp_path / "plain", [JOURNALS / "issuance-partition.json"])["markdown"]
+
+    def fences(text: str) -> int:
+        return sum(line.lstrip().startswith(("```", "~~~")) for line in text.splitlines())
+
+    assert fences(md) == fences(plain)
+    assert not any(line.startswith("# injected") for line in md.splitlines())
+    lanes = md.split("```text\n", 1)[1].split("\n```\n", 1)[0].splitlines()
+    assert len(lanes) == len(output["summary"]) + 2  # a lane per target, faults, the axis
+    assert any(lane.startswith(" ".join(target.split()).replace("`", "'")) for lane in lanes)
+
+
 # ---------------------------------------------------------------- other journals
 
 
