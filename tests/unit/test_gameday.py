@@ -816,6 +816,18 @@ def test_a_second_run_the_same_day_gets_its_own_directory(
     assert second.run_dir.name == "2030-01-02-exps-2"
 
 
+def test_a_write_never_takes_another_game_day_s_temporary_file(tmp_path: Path) -> None:
+    """Two game days writing ``<out>/metrics.prom`` at once: each through its own file."""
+    path = tmp_path / "metrics.prom"
+    theirs = tmp_path / ".metrics.prom.tmp"  # another game day's write, half done
+    theirs.write_text("# theirs, half written")
+    gd_run._write_atomically(path, "# mine\n")
+    assert path.read_text() == "# mine\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert theirs.read_text() == "# theirs, half written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".metrics.prom.tmp", "metrics.prom"]
+
+
 def test_abort_on_deviated_stops_the_plan(fake: Fake, exps: Path, tmp_path: Path) -> None:
     fake.can("a-first", DEVIATED)
     fake.can("b-second", HELD)
