@@ -22,6 +22,7 @@ __all__ = [
     "MAX_COUNT",
     "MAX_SECONDS",
     "MAX_TEXT",
+    "MAX_TOKEN",
     "boolean",
     "dns_label",
     "dns_subdomain",
@@ -38,6 +39,7 @@ __all__ = [
     "optional_dns_subdomain",
     "optional_label_selector",
     "optional_spiffe_uri",
+    "optional_token",
     "port",
     "positive_int",
     "positive_number",
@@ -54,6 +56,8 @@ MAX_COUNT = 10_000
 MAX_TEXT = 1024
 """The longest free-form string an input may be (a selector, an image, a word)."""
 MAX_PATH = 4096
+MAX_TOKEN = 16_384
+"""The longest bearer token an input may give (a ServiceAccount token is about 1 KiB)."""
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -116,6 +120,22 @@ def word(name: str, value: Any) -> str:
     if not text or len(text) > MAX_TEXT or not _printable(text):
         raise InvalidInput(name, f"must be a non-empty word (max {MAX_TEXT}), got {text[:80]!r}")
     return text
+
+
+def optional_token(name: str, value: Any) -> str:
+    """A bearer token as given (visible ASCII, no space, at most :data:`MAX_TOKEN`
+    characters), or "" for "not given" (None or ""). No message shows the value."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(name, f"must be a string (a ServiceAccount token), got {_kind(value)}")
+    if len(value) > MAX_TOKEN:
+        raise InvalidInput(name, f"is longer than {MAX_TOKEN} characters")
+    if not all("!" <= c <= "~" for c in value):
+        raise InvalidInput(
+            name, "holds a space, a line break, a control or a non-ASCII character (not shown)"
+        )
+    return value
 
 
 def optional_spiffe_uri(name: str, value: Any) -> str:

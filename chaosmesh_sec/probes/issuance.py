@@ -323,9 +323,7 @@ class _IssuanceRun:
             raise InvalidInput("via", f"must be one of {', '.join(ca.VIAS)}, got {via!r}")
         for name, value in (("token_audience", token_audience), ("cluster_id", cluster_id)):
             _validate.word(name, value)
-        token = (secrets or {}).get(TOKEN_SECRET)
-        if token is not None and not isinstance(token, str):
-            raise InvalidInput(TOKEN_SECRET, "must be a string (a ServiceAccount token)")
+        token = _validate.optional_token(TOKEN_SECRET, (secrets or {}).get(TOKEN_SECRET))
         return cls(
             namespace=_validate.dns_label("namespace", namespace),
             service_account=_validate.dns_subdomain("service_account", service_account),
@@ -338,7 +336,7 @@ class _IssuanceRun:
             trust_domain=_validate.dns_subdomain("trust_domain", trust_domain),
             cluster_id=cluster_id,
             server_name=_validate.dns_subdomain("server_name", server_name),
-            given_token=token,
+            given_token=token or None,
             core=core_v1(configuration, secrets),
             discovery=discovery_v1(configuration, secrets),
         )

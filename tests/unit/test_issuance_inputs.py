@@ -45,11 +45,23 @@ def test_certificate_issuance_rejects(
     assert info.value.name == bad_input
 
 
-def test_a_given_token_must_be_a_string(no_cluster: None) -> None:
-    with pytest.raises(InvalidInput) as info:
-        issuance.certificate_issuance(secrets={"ca_token": 42})
-    assert info.value.name == "ca_token"
-    assert "42" not in str(info.value)
+HUGE = "sekret" * 3000  # past MAX_TOKEN
+
+
+@pytest.mark.parametrize(
+    "token",
+    [42, ["sekr"], "sekr et", "sekr\net", " sekret", "sekret\t", "sekr\x00et", "sekr\u00e9t", HUGE],
+    ids=["int", "list", "space", "newline", "leading", "tab", "nul", "non-ascii", "huge"],
+)
+def test_a_given_token_is_one_ascii_word_refused_without_showing_it(
+    no_cluster: None, token: Any
+) -> None:
+    """Before any request (a TokenRequest first, then a raw ValueError from gRPC, before)."""
+    for probe in (issuance.certificate_issuance, issuance.identity_is_enforced):
+        with pytest.raises(InvalidInput) as info:
+            probe(secrets={"ca_token": token})
+        assert info.value.name == "ca_token"
+        assert "sekr" not in str(info.value) and "42" not in str(info.value)
 
 
 @pytest.mark.parametrize(
