@@ -264,7 +264,12 @@ def _load(matrix: Any) -> spec.Matrix:
         raise InvalidInput(
             "matrix", f"{matrix!r} is neither a kit matrix ({', '.join(known)}) nor a file"
         )
-    return spec.parse_matrix(path.read_text(), origin=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise InvalidInput("matrix", f"{str(path)!r:.200} cannot be read: {why}") from None
+    return spec.parse_matrix(text, origin=str(path))
 
 
 def _restricted(matrix: spec.Matrix, sources: Any, destinations: Any) -> spec.Matrix:

@@ -68,3 +68,15 @@ def test_sample_matrix_rejects(no_cluster: None, kwargs: dict[str, Any], bad_inp
     with pytest.raises(InvalidInput) as info:
         matrix.sample_matrix(**kwargs)
     assert info.value.name == bad_input
+
+
+@pytest.mark.parametrize("probe", [matrix.identity_matrix, matrix.sample_matrix])
+def test_a_matrix_file_that_is_not_text_is_invalid_input(
+    no_cluster: None, tmp_path: Path, probe: Any
+) -> None:
+    path = tmp_path / "matrix.yaml"
+    path.write_bytes(b"\xff\xfe\x00 not utf-8")
+    with pytest.raises(InvalidInput) as info:
+        probe(matrix=str(path))
+    assert info.value.name == "matrix" and "UTF-8" in str(info.value)
+    assert info.value.__cause__ is None
