@@ -64,6 +64,59 @@ def test_an_api_server_that_is_not_https_is_refused_before_any_request(
     assert rec.seen == []
 
 
+SECRET_FIELD = ("token", "key", "password", "secret", "pem")
+NOT_SECRET = {  # named like a secret, and not one
+    "chaosmesh_sec.gameday.plan.Entry.config_keys",  # the names of configuration keys
+    "chaosmesh_sec.probes.issuance._IssuanceRun.token_audience",  # an audience's name
+    "chaosmesh_sec.report.model.Experiment.key",  # the experiment's key in the report
+}
+
+
+def _pack_dataclasses() -> list[type]:
+    """Every dataclass the pack defines outside the lab (whose stand-ins hold no caller's
+    token)."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import chaosmesh_sec
+
+    found = []
+    for info in pkgutil.walk_packages(chaosmesh_sec.__path__, "chaosmesh_sec."):
+        if info.name.startswith("chaosmesh_sec.lab"):
+            continue
+        module = importlib.import_module(info.name)
+        found += [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type)
+            and dataclasses.is_dataclass(value)
+            and value.__module__ == info.name
+        ]
+    return found
+
+
+def test_no_dataclass_of_the_pack_shows_a_secret_field_in_its_repr() -> None:
+    import dataclasses
+
+    classes = _pack_dataclasses()
+    assert any(c.__name__ == "Caller" for c in classes)  # the scan reaches the probes
+    shown = [
+        f"{c.__module__}.{c.__name__}.{f.name}"
+        for c in classes
+        for f in dataclasses.fields(c)
+        if f.repr and any(word in f.name.lower() for word in SECRET_FIELD)
+    ]
+    assert sorted(set(shown) - NOT_SECRET) == []
+
+
+def test_a_caller_keeps_its_token_out_of_its_repr() -> None:
+    from chaosmesh_sec.probes._ca_access import Caller
+
+    caller = Caller("default", "sleep", "spiffe://cluster.local/ns/default/sa/sleep", b"", TOKEN)
+    assert TOKEN not in repr(caller) and TOKEN not in str(caller)
+
+
 def test_the_issuance_run_keeps_its_token_out_of_its_repr() -> None:
     import dataclasses
 
