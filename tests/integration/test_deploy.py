@@ -84,6 +84,12 @@ DENIED = [
     _grant("patch", "daemonsets", "kube-system", group="apps"),
     _grant("patch", "deployments", "kube-system", group="apps"),
     _grant("update", "deployments", "default", group="apps"),
+    # resourceNames: only the kit's named workloads
+    _grant("patch", "deployments", "default", "helloworld-v1", group="apps"),
+    _grant("patch", "deployments/scale", "default", "helloworld-v1", group="apps"),
+    _grant("patch", "deployments", "cni-canary", "other", group="apps"),
+    _grant("patch", "daemonsets", "istio-system", "ztunnel", group="apps"),
+    _grant("get", "daemonsets", "istio-system", "ztunnel", group="apps"),
     _grant("create", "clusterrolebindings", group="rbac.authorization.k8s.io"),
     _grant("escalate", "clusterroles", group="rbac.authorization.k8s.io"),
     _grant("impersonate", "serviceaccounts", "default"),
