@@ -140,10 +140,17 @@ def test_the_image_is_pinned_by_digest_everywhere_by_default() -> None:
         params = inspect.signature(activity).parameters
         assert params["image"].default == _pack_pods.DEFAULT_IMAGE, activity.__name__
         assert params["tolerate_control_plane"].default is False, activity.__name__
+    declaring = []
     for path in sorted((ROOT / "experiments").glob("*.json")):
-        image = json.loads(path.read_text()).get("configuration", {}).get("image")
+        text = path.read_text()
+        image = json.loads(text).get("configuration", {}).get("fault_image")
         if image:
+            declaring.append(path.name)
             assert image["default"] == _pack_pods.DEFAULT_IMAGE, path.name
+        if "probe_namespace" in text or "fault_namespace}" in text:
+            assert image, f"{path.name} starts the pack's pods: it declares fault_image"
+            assert text.count('"image": "${fault_image}"') >= 1, path.name
+    assert len(declaring) >= 5, declaring
 
 
 def test_no_pod_of_the_pack_defaults_to_namespace_default() -> None:
