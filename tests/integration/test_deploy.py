@@ -536,3 +536,24 @@ def test_a_runner_pod_update_may_change_its_metadata_only(
     refused = patch(runner, swap)
     assert POD_POLICY in refused and "a pod update may change its metadata only" in refused
     assert patch(core, swap) == ""  # the admin is not the runner
+
+
+def test_the_policies_type_check_without_warnings(
+    applied: list[dict[str, Any]], api: client.ApiClient
+) -> None:
+    """kube-controller-manager type-checks each policy's CEL against the types it
+    matches: a misspelt field is a warning there (and an error only at admission)."""
+    admission = client.AdmissionregistrationV1Api(api)
+    names = [d["metadata"]["name"] for d in applied if d["kind"] == "ValidatingAdmissionPolicy"]
+    assert sorted(names) == ["chaosmesh-sec-runner-pods", "chaosmesh-sec-runner-workloads"]
+    for name in names:
+
+        def checked(name: str = name) -> Any:
+            policy = admission.read_validating_admission_policy(name)
+            status = policy.status
+            done = status and status.observed_generation == policy.metadata.generation
+            return policy if done and status.type_checking is not None else None
+
+        policy = eventually(checked, 60, f"policy {name} type-checked")
+        warnings = policy.status.type_checking.expression_warnings or []
+        assert not warnings, [f"{w.field_ref}: {w.warning}" for w in warnings]
