@@ -6,7 +6,7 @@ ServiceAccount token (they never call the API), run the pack's image (by default
 :data:`DEFAULT_IMAGE`, pinned by digest) and live in :data:`FAULT_NAMESPACE` unless
 the experiment says otherwise. ``deploy/admission-policy.yaml`` admits, for the
 runner's ServiceAccount, exactly these shapes: keep the two in step
-(``tests/integration/test_admission.py`` builds the pods with this code and asks the
+(``tests/integration/test_deploy.py`` builds the pods with this code and asks the
 API server).
 """
 
