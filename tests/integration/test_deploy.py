@@ -52,7 +52,6 @@ APPLIED_KINDS = (
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
 )
-ADMISSION_PARAMS = "chaosmesh-sec-admission"  # the policy's ConfigMap (its image allow-list)
 RUNNER_NAMESPACE = "chaosmesh-sec"
 OUR_NAMESPACES = (RUNNER_NAMESPACE, "chaosmesh-sec-faults")
 
@@ -151,12 +150,7 @@ def applied(
     existing = {ns.metadata.name for ns in core.list_namespace().items}
     if RUNNER_NAMESPACE in existing:
         pytest.skip(f"deploy/ is already applied here ({RUNNER_NAMESPACE}): not touching it")
-    ours = [
-        d
-        for d in rendered
-        if d["kind"] in APPLIED_KINDS
-        or (d["kind"] == "ConfigMap" and d["metadata"]["name"] == ADMISSION_PARAMS)
-    ]
+    ours = [d for d in rendered if d["kind"] in APPLIED_KINDS]
     # Namespaces first: the rest lives in them
     ours.sort(key=lambda d: d["kind"] != "Namespace")
     stream = yaml.safe_dump_all(ours)
@@ -314,8 +308,8 @@ def _dry_run_create(core: client.CoreV1Api, body: client.V1Pod) -> str:
 
 
 def _policy_in_force(runner: client.CoreV1Api, node: str) -> None:
-    """Wait until the runner's RBAC and the pod policy (with its allow-list) are in
-    force: the API server takes both through informers."""
+    """Wait until the runner's RBAC and the pod policy are in force: the API server
+    takes both through informers."""
     off_list = _partition(node)
     off_list.spec.containers[0].image = OFF_LIST
     eventually(
@@ -489,10 +483,8 @@ def test_a_runner_patch_cannot_rewrite_what_a_workload_runs(
     applied: list[dict[str, Any]], runner_api: client.ApiClient, api: client.ApiClient
 ) -> None:
     admin = client.AppsV1Api(api)
-    deployments = admin.list_namespaced_deployment("default").items
-    assert deployments, "the lab's kits put Deployments in default"
-    dep = deployments[0]
-    name = str(dep.metadata.name)
+    name = "sleep-v1"  # a workload the runner may patch (rbac.yaml names it)
+    dep = admin.read_namespaced_deployment(name, "default")
     swap = {
         "spec": {
             "template": {
