@@ -22,6 +22,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from chaosmesh_sec import _pack_pods
 from chaosmesh_sec.client import api_errors
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 logger = logging.getLogger("chaostoolkit")
 
 FAULT_LABEL = "chaosmesh-sec.io/fault"
-FAULT_NAMESPACE = "chaosmesh-sec-faults"
+FAULT_NAMESPACE = _pack_pods.FAULT_NAMESPACE
 """Where fault pods go unless an experiment says otherwise (``deploy/`` creates it)."""
 RUN_LABEL = "chaosmesh-sec.io/run-id"
 SCALE_KIND = "scale"

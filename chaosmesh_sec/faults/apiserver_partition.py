@@ -23,7 +23,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import watch
 
-from chaosmesh_sec import _kube, _validate
+from chaosmesh_sec import _kube, _pack_pods, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_client, api_errors, exception_brief
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
@@ -151,7 +151,11 @@ def _ipv4_only(found: list[Endpoint]) -> list[Endpoint]:
     return found
 
 
-def _fault_pod(p: PartitionPlan, node: str, image: str) -> k8s.V1Pod:
+def _fault_pod(
+    p: PartitionPlan, node: str, image: str, tolerate_control_plane: bool = False
+) -> k8s.V1Pod:
+    """The fault pod: hostNetwork, NET_ADMIN / NET_RAW (iptables), no token, pinned to
+    ``node``; the one shape ``deploy/admission-policy.yaml`` admits as a partition."""
     labels = {
         FAULT_LABEL: FAULT_KIND,
         RUN_LABEL: p.run_id,
@@ -168,7 +172,8 @@ def _fault_pod(p: PartitionPlan, node: str, image: str) -> k8s.V1Pod:
             restart_policy="Never",
             termination_grace_period_seconds=10,
             active_deadline_seconds=p.duration_seconds + 60,
-            tolerations=[k8s.V1Toleration(operator="Exists")],
+            automount_service_account_token=False,
+            tolerations=_pack_pods.tolerations(tolerate_control_plane),
             containers=[
                 k8s.V1Container(
                     name=CONTAINER,
@@ -231,8 +236,9 @@ def partition_node_from_apiserver(
     scope: str = "host",
     all_ports: bool = False,
     extra_hosts: str = "",
-    image: str = "docker.io/nicolaka/netshoot:v0.13",
+    image: str = _pack_pods.DEFAULT_IMAGE,
     fault_namespace: str = FAULT_NAMESPACE,
+    tolerate_control_plane: bool = False,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
@@ -242,7 +248,9 @@ def partition_node_from_apiserver(
     ``target_pods_selector`` in ``target_pods_namespace``. ``scope`` is ``host`` (the
     node's own traffic: kubelet, hostNetwork agents), ``pods`` (pod traffic crossing
     the node's FORWARD chain) or ``node`` (both). ``extra_hosts``: comma-separated
-    ``IP`` or ``IP:port``.
+    ``IP`` or ``IP:port``. The fault pod (image ``image``: needs sh and iptables) runs
+    in ``fault_namespace``; it tolerates the control-plane taints only when
+    ``tolerate_control_plane``.
     The rules remove themselves after ``duration_seconds`` even if this runner dies.
     Returns the run id, node, fault pod, the exact rules and when they took effect.
     """
@@ -253,6 +261,7 @@ def partition_node_from_apiserver(
     hosts = _extra_hosts(extra_hosts)
     image = _validate.image("image", image, "sh and iptables")
     fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
+    tolerate_control_plane = _validate.boolean("tolerate_control_plane", tolerate_control_plane)
     node, target_pods_selector, target_pods_namespace = _target(
         node, target_pods_selector, target_pods_namespace
     )
@@ -264,7 +273,7 @@ def partition_node_from_apiserver(
     if all_ports:
         endpoints = [Endpoint(e.ip, 0) for e in endpoints]
     p = plan(new_run_id(), scope, endpoints, duration)
-    pod = _fault_pod(p, target, image)
+    pod = _fault_pod(p, target, image, tolerate_control_plane)
     name = str(pod.metadata.name)  # type: ignore[union-attr]
     started = time.time()
     with api_errors(f"create fault pod {name} in {fault_namespace}"):

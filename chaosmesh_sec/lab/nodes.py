@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from chaosmesh_sec import kit
+from chaosmesh_sec import _pack_pods, kit
+from chaosmesh_sec._shipped import shipped
 from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab import images, injection, procs
 from chaosmesh_sec.lab.build import Binaries, locate
@@ -253,6 +254,18 @@ def _daemonset_ready(kubectl: Kubectl, namespace: str, name: str, nodes: int) ->
     return bool(status.get("numberReady", 0) == status.get("desiredNumberScheduled", -1) == nodes)
 
 
+def faults_namespace() -> dict[str, Any]:
+    """The experiments' default fault namespace, as ``deploy/namespace.yaml`` makes it
+    (Pod Security ``privileged``, out of the mesh): the lab's fault and inspection pods
+    go there, as in a cluster with ``deploy/`` applied."""
+    docs = yaml.safe_load_all((shipped("deploy") / "namespace.yaml").read_text())
+    found = [d for d in docs if d and d["metadata"]["name"] == _pack_pods.FAULT_NAMESPACE]
+    if len(found) != 1:
+        raise LabError(f"deploy/namespace.yaml does not define {_pack_pods.FAULT_NAMESPACE}")
+    doc: dict[str, Any] = found[0]
+    return doc
+
+
 def start(
     bins: Binaries,
     paths: LabPaths,
@@ -293,7 +306,8 @@ def start(
     progress("nodes Ready; deploying istiod (3 replicas) and its sidecar injector")
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}
     injector = injection.injector_configmap(istio_src)
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, injector]))
+    docs = [namespace, injector, faults_namespace()]
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
     kubectl("apply", "-f", str(MANIFESTS / "istiod.yaml"))
     _wait(
         "istiod to be Ready and to publish istio-ca-root-cert",

@@ -2,12 +2,17 @@
 
 Private to :mod:`chaosmesh_sec.probes`. Some facts are only on the node: the CNI
 config the runtime reads, the plugin binaries, each pod's ``nat`` table. A probe
-that needs them starts one pod per node, pinned there, with ``hostNetwork`` and
-``hostPID`` (to enter pods' network namespaces through ``/proc``), privileged (to
-run ``nsenter`` and ``iptables-save``), with the CNI directories mounted read-only.
-It only reads. It ends by itself after :data:`LIFETIME_SECONDS` even if the runner
-dies (its command is a bounded ``sleep``), and the probe deletes it when done.
-The image must have ``sh``, ``nsenter``, ``ip`` and ``iptables-save``.
+that needs them starts one pod per node, pinned there, with ``hostNetwork`` (so the
+pod needs no CNI set-up: the chain it inspects may be broken) and the CNI
+directories mounted read-only, with no ServiceAccount token. What else it gets
+depends on what it reads (:data:`ACCESS`): the CNI chain probe nothing more; the
+redirection probe ``hostPID`` (to find pods' network namespaces through ``/proc``)
+and the capabilities ``nsenter`` and ``iptables-save`` need there (SYS_ADMIN,
+SYS_PTRACE, NET_ADMIN, NET_RAW), never ``privileged``. It only reads. It ends by
+itself after :data:`LIFETIME_SECONDS` even if the runner dies (its command is a
+bounded ``sleep``), and the probe deletes it when done. The image must have ``sh``,
+``nsenter``, ``ip`` and ``iptables-save``. ``deploy/admission-policy.yaml`` admits
+exactly these shapes for the runner.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from chaosmesh_sec import _kube
+from chaosmesh_sec import _kube, _pack_pods
 from chaosmesh_sec.errors import ChaosMeshSecError
 
 __all__ = [
+    "ACCESS",
     "CNI_BIN_DIR",
     "CNI_NET_DIR",
     "DEFAULT_IMAGE",
@@ -36,12 +42,31 @@ __all__ = [
 
 logger = logging.getLogger("chaostoolkit")
 
-DEFAULT_IMAGE = "docker.io/nicolaka/netshoot:v0.13"
+DEFAULT_IMAGE = _pack_pods.DEFAULT_IMAGE
 NODE_PROBE_LABEL = "chaosmesh-sec.io/node-probe"
 LIFETIME_SECONDS = 300
 READY_TIMEOUT = 60
 CNI_NET_DIR = "/run/host/etc/cni/net.d"
 CNI_BIN_DIR = "/run/host/opt/cni/bin"
+
+
+@dataclass(frozen=True)
+class Access:
+    """What an inspection pod may see and do on its node, beyond the CNI directories."""
+
+    host_pid: bool
+    capabilities: tuple[str, ...]
+
+
+ACCESS = {
+    "cni-chain": Access(host_pid=False, capabilities=()),
+    "redirection": Access(
+        host_pid=True, capabilities=("NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE")
+    ),
+}
+"""Per purpose: the redirection probe enters each pod's network namespace found in
+``/proc`` (setns needs SYS_ADMIN, reading another user's ``/proc/<pid>/ns`` SYS_PTRACE)
+and reads its nat table (NET_ADMIN; NET_RAW for iptables-legacy's raw socket)."""
 
 
 @dataclass
@@ -75,7 +100,10 @@ class NodePod:
             return out
 
 
-def _manifest(node: str, namespace: str, image: str, purpose: str) -> k8s.V1Pod:
+def _manifest(
+    node: str, namespace: str, image: str, purpose: str, tolerate_control_plane: bool = False
+) -> k8s.V1Pod:
+    access = ACCESS[purpose]
     host_dirs = {"cni-net-dir": ("/etc/cni/net.d", CNI_NET_DIR)}
     host_dirs["cni-bin-dir"] = ("/opt/cni/bin", CNI_BIN_DIR)
     return k8s.V1Pod(
@@ -88,18 +116,21 @@ def _manifest(node: str, namespace: str, image: str, purpose: str) -> k8s.V1Pod:
         spec=k8s.V1PodSpec(
             node_name=node,
             host_network=True,
-            host_pid=True,
+            host_pid=access.host_pid,
             restart_policy="Never",
             termination_grace_period_seconds=1,
             active_deadline_seconds=LIFETIME_SECONDS + 30,
             automount_service_account_token=False,
-            tolerations=[k8s.V1Toleration(operator="Exists")],
+            tolerations=_pack_pods.tolerations(tolerate_control_plane),
             containers=[
                 k8s.V1Container(
                     name="inspect",
                     image=image,
                     command=["sleep", str(LIFETIME_SECONDS)],
-                    security_context=k8s.V1SecurityContext(privileged=True),
+                    security_context=k8s.V1SecurityContext(
+                        privileged=False,
+                        capabilities=k8s.V1Capabilities(add=list(access.capabilities)),
+                    ),
                     volume_mounts=[
                         k8s.V1VolumeMount(name=name, mount_path=inside, read_only=True)
                         for name, (_host, inside) in host_dirs.items()
@@ -141,10 +172,16 @@ def _running(core: Any, name: str, namespace: str) -> Any:
 
 @contextlib.contextmanager
 def node_pod(
-    core: Any, config: Any, node: str, namespace: str, image: str, purpose: str
+    core: Any,
+    config: Any,
+    node: str,
+    namespace: str,
+    image: str,
+    purpose: str,
+    tolerate_control_plane: bool = False,
 ) -> Iterator[NodePod]:
     """Start an inspection pod on ``node``, yield it Running, delete it afterwards."""
-    body = _manifest(node, namespace, image, purpose)
+    body = _manifest(node, namespace, image, purpose, tolerate_control_plane)
     created: Any = core.create_namespaced_pod(namespace, body)
     try:
         yield NodePod(node, _running(core, created.metadata.name, namespace), config)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chaosmesh_sec import _kube, _validate
+from chaosmesh_sec._pack_pods import FAULT_NAMESPACE
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.errors import InvalidInput
@@ -41,16 +42,19 @@ def cni_chain_intact(
     expect_plugin: bool = True,
     agent_namespace: str = "istio-system",
     agent_selector: str = "k8s-app=istio-cni-node",
-    probe_namespace: str = "default",
+    probe_namespace: str = FAULT_NAMESPACE,
     image: str = DEFAULT_IMAGE,
+    tolerate_control_plane: bool = False,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
     """Is the CNI chain on each node whole: `plugin` chained, its version supported, no leftovers?
 
     `nodes` is a comma-separated list (empty: every node). On each, an inspection pod
-    in `probe_namespace` (image `image`: needs sh) reads `/etc/cni/net.d` and
-    `/opt/cni/bin`. The active config is the first by name, as the runtime picks it.
+    in `probe_namespace` (image `image`: needs sh; hostNetwork, no token, tolerating
+    the control-plane taints only when `tolerate_control_plane`) reads
+    `/etc/cni/net.d` and `/opt/cni/bin`, mounted read-only.
+    The active config is the first by name, as the runtime picks it.
     Findings per node: `no_config`, `unreadable_config`, `plugin_missing` (when
     `expect_plugin`), `plugin_binary_missing`, `unsupported_cni_version` (a plugin's
     own `CNI_COMMAND=VERSION` answer lacks the config's `cniVersion`),
@@ -67,6 +71,7 @@ def cni_chain_intact(
     agent_selector = _validate.label_selector("agent_selector", agent_selector)
     probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
     image = _validate.image("image", image, "sh")
+    tolerate_control_plane = _validate.boolean("tolerate_control_plane", tolerate_control_plane)
     wanted = [_validate.dns_subdomain("nodes", n.strip()) for n in _nodes(nodes) if n.strip()]
     core = core_v1(configuration, secrets)
     with api_errors("list nodes"):
@@ -87,7 +92,10 @@ def cni_chain_intact(
     config = core.api_client.configuration
 
     def one(node: str) -> dict[str, Any]:
-        with node_pod(core, config, node, probe_namespace, image, "cni-chain") as pod:
+        inspector = node_pod(
+            core, config, node, probe_namespace, image, "cni-chain", tolerate_control_plane
+        )
+        with inspector as pod:
             found = files.parse_listing(pod.run(files.listing_script(CNI_NET_DIR, CNI_BIN_DIR)))
             _name, conf, _error = found.active()
             versions: dict[str, list[str] | str] = {}

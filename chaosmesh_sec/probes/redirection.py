@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chaosmesh_sec import _kube, _validate
+from chaosmesh_sec._pack_pods import FAULT_NAMESPACE
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.probes._nat_rules import NatView, dump_script, parse_dumps
@@ -48,8 +49,9 @@ def redirection_in_place(
     inspect_nodes: bool = True,
     validation_container: str = "istio-validation",
     uninitialized_label: str = "cni.istio.io/uninitialized",
-    probe_namespace: str = "default",
+    probe_namespace: str = FAULT_NAMESPACE,
     image: str = DEFAULT_IMAGE,
+    tolerate_control_plane: bool = False,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
@@ -59,7 +61,9 @@ def redirection_in_place(
     Per pod: the exit code of init container `validation_container` (126 means not
     captured), whether it carries `uninitialized_label`, and, when `inspect_nodes`,
     its nat chains read on its node by an inspection pod in `probe_namespace`
-    (image `image`: needs sh, nsenter, ip, iptables-save; privileged, hostPID).
+    (image `image`: needs sh, nsenter, ip, iptables-save; hostPID and the
+    capabilities SYS_ADMIN, SYS_PTRACE, NET_ADMIN, NET_RAW, not privileged; the
+    control-plane taints tolerated only when `tolerate_control_plane`).
     Verdicts: `redirected`; `caught` (not captured, app not started);
     `unredirected` (app running without capture); `unknown` (no witness). Returns
     `{"holds", "counts": {verdict: n}, "unredirected": [pod], "caught": [pod],
@@ -76,6 +80,7 @@ def redirection_in_place(
     uninitialized_label = _validate.label_selector("uninitialized_label", uninitialized_label)
     probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
     image = _validate.image("image", image, "sh, nsenter, ip and iptables-save")
+    tolerate_control_plane = _validate.boolean("tolerate_control_plane", tolerate_control_plane)
     core = core_v1(configuration, secrets)
     if namespace:
         _kube.require_namespace(core, namespace)
@@ -86,7 +91,7 @@ def redirection_in_place(
     pods = _sidecar_pods(core, namespace, label_selector, node)
     views: dict[str, NatView] = {}
     if inspect_nodes and pods:
-        views = _read_nat(core, probe_namespace, image, pods)
+        views = _read_nat(core, probe_namespace, image, pods, tolerate_control_plane)
     rows = [
         _judge(p, validation_container, uninitialized_label, inspect_nodes, views) for p in pods
     ]
@@ -129,7 +134,9 @@ def _sidecar_pods(core: Any, namespace: str, selector: str, node: str) -> list[A
     ]
 
 
-def _read_nat(core: Any, probe_namespace: str, image: str, pods: list[Any]) -> dict[str, NatView]:
+def _read_nat(
+    core: Any, probe_namespace: str, image: str, pods: list[Any], control_plane: bool
+) -> dict[str, NatView]:
     by_node: dict[str, list[str]] = {}
     for p in pods:
         by_node.setdefault(p.spec.node_name, []).append(p.status.pod_ip)
@@ -137,7 +144,10 @@ def _read_nat(core: Any, probe_namespace: str, image: str, pods: list[Any]) -> d
 
     def one(item: tuple[str, list[str]]) -> dict[str, NatView]:
         node, ips = item
-        with node_pod(core, config, node, probe_namespace, image, "redirection") as pod:
+        inspector = node_pod(
+            core, config, node, probe_namespace, image, "redirection", control_plane
+        )
+        with inspector as pod:
             return parse_dumps(pod.run(dump_script(ips)))
 
     views: dict[str, NatView] = {}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from chaosmesh_sec._pack_pods import FAULT_NAMESPACE, NODE_LOSS_TAINTS
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.faults._ledger import RUN_LABEL
 from chaosmesh_sec.faults.apiserver_partition import (
@@ -37,7 +38,7 @@ def cfg(lab: Path) -> dict[str, str]:
     return {"kubeconfig_path": str(lab)}
 
 
-FAULTS = "default"  # the lab has no chaosmesh-sec-faults namespace: the experiments' default
+FAULTS = FAULT_NAMESPACE  # the experiments' default; the lab makes it as deploy/ does
 
 
 def test_partition_cuts_only_its_node_and_the_rollback_restores_iptables(
@@ -56,6 +57,14 @@ def test_partition_cuts_only_its_node_and_the_rollback_restores_iptables(
         assert f"CMS-{done['run_id']}" in inspect.iptables_save(NODE2.netns)
         assert not reaches_apiserver(NODE2.netns)
         assert reaches_apiserver(NODE1.netns)
+        # the pod as the API server holds it (after admission): no token, and it
+        # tolerates only its node's loss (not the control plane: it was not asked)
+        pod = core.read_namespaced_pod(done["fault_pod"]["name"], FAULTS)
+        assert pod.spec.automount_service_account_token is False
+        assert not pod.spec.volumes, [v.name for v in pod.spec.volumes or []]
+        assert not any(m for c in pod.spec.containers for m in c.volume_mounts or [])
+        tolerated = {(t.key, t.operator, t.effect) for t in pod.spec.tolerations}
+        assert tolerated == {(k, "Exists", "NoExecute") for k in NODE_LOSS_TAINTS}
     finally:
         healed = heal_apiserver_partition(
             node=NODE2.name, fault_namespace=FAULTS, configuration=cfg
