@@ -17,7 +17,7 @@ from chaosmesh_sec import gameday as gd
 from tests import deploy_permissions as dp
 
 CODE_DIRS = ("chaosmesh_sec/faults", "chaosmesh_sec/probes", "chaosmesh_sec/controls")
-CODE_FILES = ("chaosmesh_sec/client.py", "chaosmesh_sec/_kube.py")
+CODE_FILES = ("chaosmesh_sec/client.py", "chaosmesh_sec/_kube.py", "chaosmesh_sec/_lease.py")
 REST = re.compile(r"(list|read|create|delete|patch|replace|connect|get)_[a-z0-9_]+$")
 COMPONENT_NAMES = sorted(p.name for p in dp.COMPONENTS.iterdir() if p.is_dir())
 
