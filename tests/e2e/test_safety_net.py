@@ -36,6 +36,7 @@ def _experiment(namespace: str) -> dict[str, object]:
     return {
         "title": "scale away, skip the rollback",
         "description": "The safety net must restore the replicas.",
+        "configuration": {"fault_namespace": "default"},  # its run Lease: the lab's fault pods'
         "controls": [
             {
                 "name": EXTENSION,

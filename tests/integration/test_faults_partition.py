@@ -40,6 +40,11 @@ def cfg(lab: Path) -> dict[str, str]:
 FAULTS = "default"  # the lab has no chaosmesh-sec-faults namespace: the experiments' default
 
 
+def _entry(done: dict[str, Any], node: str) -> dict[str, Any]:
+    """What a heal reports of the partition ``done``: its id, its run's, its node."""
+    return {"run_id": done["run_id"], "owner_run": done["owner_run"], "node": node}
+
+
 def test_partition_cuts_only_its_node_and_the_rollback_restores_iptables(
     core: client.CoreV1Api, cfg: dict[str, str]
 ) -> None:
@@ -60,7 +65,7 @@ def test_partition_cuts_only_its_node_and_the_rollback_restores_iptables(
         healed = heal_apiserver_partition(
             node=NODE2.name, fault_namespace=FAULTS, configuration=cfg
         )
-    assert healed["healed"] == [{"run_id": done["run_id"], "node": NODE2.name}]
+    assert healed["healed"] == [_entry(done, NODE2.name)]
     assert reaches_apiserver(NODE2.netns)
     assert inspect.iptables_save(NODE2.netns) == before
     eventually(lambda: not fault_pods(core), 30, "the fault pod to be gone")
@@ -101,7 +106,7 @@ def test_partition_removes_itself_when_its_time_is_up(
     # Nothing left to heal; the finished fault pod is reported expired and cleaned up.
     healed = heal_apiserver_partition(fault_namespace=FAULTS, configuration=cfg)
     assert healed["healed"] == [] and healed["failed"] == []
-    assert healed["expired"] == [{"run_id": done["run_id"], "node": done["node"]}]
+    assert healed["expired"] == [_entry(done, done["node"])]
     eventually(lambda: not fault_pods(core), 30, "the fault pod to be gone")
 
 
@@ -207,7 +212,11 @@ def test_the_heal_runs_nothing_read_from_the_cluster_and_leaves_strangers_alone(
             wait_lease_renewed(api, NODE2.name)
         assert reaches_apiserver(NODE2.netns)
         assert f"CMS-{done['run_id']}" not in inspect.iptables_save(NODE2.netns)
-        assert {"run_id": done["run_id"], "node": NODE2.name} in healed["healed"]
+        assert {
+            "run_id": done["run_id"],
+            "owner_run": done["owner_run"],
+            "node": NODE2.name,
+        } in healed["healed"]
         assert healed["failed"] == []
         assert [s["pod"] for s in healed["strangers"]] == [f"{faults}/cms-partition-odd"]
         assert RUN_LABEL in healed["strangers"][0]["why"]
