@@ -84,9 +84,9 @@ def test_after_a_sigkill_the_lease_expires_and_a_new_run_starts(
     try:
         lease = eventually(
             lambda: (
-                (l := _lease_now(api)) is not None
-                and l.metadata.annotations.get(_lease.PID) == str(killed.pid)
-                and l
+                (now := _lease_now(api)) is not None
+                and now.metadata.annotations.get(_lease.PID) == str(killed.pid)
+                and now
             ),
             120,
             "the run to take the Lease",
