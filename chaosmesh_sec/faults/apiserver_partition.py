@@ -394,13 +394,13 @@ def heal_apiserver_partition(
 ) -> JSONObject:
     """Remove partitions by exact spec, verify no rule is left, delete their fault pods.
 
-    Looks only in `fault_namespace` (where the partition put its pods), only at the
-    partitions this run made (their `chaosmesh-sec.io/owner-run` label; `all_runs:
-    true`: every run's), optionally only at pods on `node` or of the partition
-    `run_id`. The removal is rebuilt from each pod's run id, never read from the
-    cluster; a labelled pod not of the pack's shape is a stranger, listed and left
-    alone. Each pod is healed on its own: one failure does not stop the rest. Safe to
-    repeat. Returns `{"healed", "expired", "ended", "failed", "strangers",
+    Looks only in `fault_namespace` (where the partition put its pods), optionally only
+    at pods on `node` or of the partition `run_id`. A labelled pod not of the pack's
+    shape is a stranger, listed and left alone (whichever run heals); of the pack's
+    pods, it heals only the partitions this run made (their `chaosmesh-sec.io/owner-run`
+    label; `all_runs: true`: every run's). The removal is rebuilt from each pod's run
+    id, never read from the cluster. Each pod is healed on its own: one failure does not
+    stop the rest. Safe to repeat. Returns `{"healed", "expired", "ended", "failed", "strangers",
     "fault_pods_deleted"}` (each healed entry with its `run_id` and `owner_run`);
     raises RollbackFailed (carrying that result) if a pod could not be healed or a rule
     could not be shown to be gone.
@@ -413,8 +413,7 @@ def heal_apiserver_partition(
     selector = f"{FAULT_LABEL}={FAULT_KIND}"
     if run_id:
         selector += f",{RUN_LABEL}={run_id}"
-    if not all_runs:
-        selector += f",{OWNER_LABEL}={_run.run_id()}"
+    mine = "" if all_runs else _run.run_id()
     core = k8s.CoreV1Api(api_client(configuration, secrets))
     with api_errors(f"list partition fault pods in {fault_namespace}"):
         pods: list[Any] = core.list_namespaced_pod(fault_namespace, label_selector=selector).items
@@ -437,6 +436,8 @@ def heal_apiserver_partition(
             logger.warning("partition heal: %s is not a fault pod of this pack (%s)", where, why)
             result["strangers"].append({"pod": where, "node": on, "why": why})
             continue
+        if mine and (meta.labels or {}).get(OWNER_LABEL) != mine:
+            continue  # another run's partition: that run heals it (or chaosmesh-sec rollback)
         kind, problems = _heal_one(core, pod, pod_run)
         entry = {"run_id": pod_run, "owner_run": (meta.labels or {}).get(OWNER_LABEL), "node": on}
         if problems:

@@ -1,5 +1,6 @@
 """The lab's nodes and what runs on them: kwok and the node agent, per node namespace;
-then the cluster add-ons the lab deploys (kwok's and Istio's CRDs, istiod)."""
+then the cluster add-ons the lab deploys (kwok's and Istio's CRDs, the pack's fault
+namespace, istiod)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from chaosmesh_sec import kit
+from chaosmesh_sec import _run, kit
 from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab import images, injection, procs
 from chaosmesh_sec.lab.build import Binaries, locate
@@ -23,7 +24,7 @@ from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.pki import LabPKI
 from chaosmesh_sec.lab.topology import Node, Topology
 
-__all__ = ["node_manifest", "ready_states", "start"]
+__all__ = ["fault_namespace_manifest", "node_manifest", "ready_states", "start"]
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 KWOK_CRDS = ("execs", "portforwards", "logs")
@@ -253,6 +254,23 @@ def _daemonset_ready(kubectl: Kubectl, namespace: str, name: str, nodes: int) ->
     return bool(status.get("numberReady", 0) == status.get("desiredNumberScheduled", -1) == nodes)
 
 
+def fault_namespace_manifest() -> dict[str, Any]:
+    """The pack's fault namespace, as ``deploy/namespace.yaml`` makes it in a real cluster:
+    where the shipped experiments put their fault pods, probe pods and run Lease."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": _run.FAULT_NAMESPACE,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "privileged",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "istio-injection": "disabled",
+            },
+        },
+    }
+
+
 def start(
     bins: Binaries,
     paths: LabPaths,
@@ -290,10 +308,14 @@ def start(
         90,
         paths.component_log(f"kwok-{topo.nodes[0].name}"),
     )
-    progress("nodes Ready; deploying istiod (3 replicas) and its sidecar injector")
+    progress(
+        f"nodes Ready; creating {_run.FAULT_NAMESPACE}; deploying istiod (3 replicas) and "
+        "its sidecar injector"
+    )
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}
     injector = injection.injector_configmap(istio_src)
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, injector]))
+    docs = [fault_namespace_manifest(), namespace, injector]
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
     kubectl("apply", "-f", str(MANIFESTS / "istiod.yaml"))
     _wait(
         "istiod to be Ready and to publish istio-ca-root-cert",

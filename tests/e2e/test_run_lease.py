@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from chaosmesh_sec import _lease
+from chaosmesh_sec import _lease, _run
 from chaosmesh_sec.faults._ledger import FAULT_LABEL, OWNER_LABEL
 from chaosmesh_sec.journal import SAFETY_NET_EXTENSION, safety_net_records
 from tests.chaos_runs import BIN, EXPERIMENTS, chaos_run
@@ -26,8 +26,10 @@ from tests.lab_fixtures import eventually
 
 pytestmark = pytest.mark.e2e
 
-FAULTS = "default"  # the shipped experiments' default fault_namespace in the lab
-SMOKE = EXPERIMENTS / "smoke.json"
+FAULTS = _run.FAULT_NAMESPACE  # the shipped experiments' default fault_namespace
+# The cheapest shipped experiment that declares the safety net (no fault: probes only).
+# smoke.json declares none: it changes nothing, so it takes no Lease.
+POSTURE = EXPERIMENTS / "posture.json"
 
 
 def _lease_now(api: client.ApiClient) -> Any:
@@ -51,7 +53,7 @@ def test_a_second_run_is_refused_before_its_steady_state_naming_the_holder(
     holder = _lease.Holder.this_process("0123456789ab", "game day someone-else")
     held = _lease.take(api, FAULTS, holder)
     try:
-        run = chaos_run(SMOKE, lab, tmp_path / "refused.json")
+        run = chaos_run(POSTURE, lab, tmp_path / "refused.json")
     finally:
         _lease.release(api, held)
     assert run["_exit_code"] == 1 and run["status"] == "interrupted"
@@ -61,7 +63,7 @@ def test_a_second_run_is_refused_before_its_steady_state_naming_the_holder(
         assert part in refused
     assert "another run holds" in run["_stderr"] or "may not start" in run["_stderr"]
 
-    free = chaos_run(SMOKE, lab, tmp_path / "free.json")  # released: the next run starts
+    free = chaos_run(POSTURE, lab, tmp_path / "free.json")  # released: the next run starts
     assert free["_exit_code"] == 0, free["_stderr"][-2000:]
     lease = _record(free)["lease"]
     assert lease["holder"].startswith(_record(free)["run_id"]) and lease["release"] == "released"
@@ -109,12 +111,13 @@ def test_after_a_sigkill_the_lease_expires_and_a_new_run_starts(
         assert left is not None and left.spec.holder_identity.startswith(killed_run)
         ends = _lease._expires_at(left)
         assert ends is not None
-        refused = chaos_run(SMOKE, lab, tmp_path / "refused.json")
+        refused = chaos_run(POSTURE, lab, tmp_path / "refused.json")
         if refused["status"] == "interrupted":  # asked while the Lease was live: by name
             assert refused["_exit_code"] == 1
             assert f"run {killed_run}" in _record(refused)["lease"]["refused"]
-        else:  # it can only have started because the Lease had expired by then
-            assert datetime.fromisoformat(refused["start"]) >= ends - timedelta(seconds=1)
+        else:  # it took the Lease over: only once it had expired (this machine's clock)
+            taken = datetime.fromisoformat(_record(refused)["lease"]["acquired"])
+            assert taken >= ends
 
         def expired() -> bool:
             now = _lease_now(api)
@@ -124,7 +127,7 @@ def test_after_a_sigkill_the_lease_expires_and_a_new_run_starts(
             return ends is None or ends < datetime.now(UTC)
 
         eventually(expired, _lease.LEASE_SECONDS * 3, "the killed run's Lease to expire")
-        started = chaos_run(SMOKE, lab, tmp_path / "started.json")
+        started = chaos_run(POSTURE, lab, tmp_path / "started.json")
         assert started["_exit_code"] == 0, started["_stderr"][-2000:]
         record = _record(started)
         assert record["lease"]["release"] == "released" and record["run_id"] != killed_run

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from chaosmesh_sec import _run
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults._ledger import RUN_LABEL
+from chaosmesh_sec.faults._ledger import OWNER_LABEL, RUN_LABEL
 from chaosmesh_sec.faults.apiserver_partition import (
     FAULT_LABEL,
     heal_apiserver_partition,
@@ -37,7 +38,7 @@ def cfg(lab: Path) -> dict[str, str]:
     return {"kubeconfig_path": str(lab)}
 
 
-FAULTS = "default"  # the lab has no chaosmesh-sec-faults namespace: the experiments' default
+FAULTS = _run.FAULT_NAMESPACE  # the experiments' default fault_namespace (the lab makes it)
 
 
 def _entry(done: dict[str, Any], node: str) -> dict[str, Any]:
@@ -161,8 +162,9 @@ def test_the_heal_runs_nothing_read_from_the_cluster_and_leaves_strangers_alone(
     core: client.CoreV1Api, api: client.ApiClient, cfg: dict[str, str], namespace: str
 ) -> None:
     """Spoofed fault pods with a hostile annotation, in another namespace and in the fault
-    namespace (one of the pack's shape, one without a run id): the heal runs none of
-    their commands, heals the real fault, lists the stranger and leaves it there."""
+    namespace (one of the pack's shape and of this run, one without a run id): the heal
+    runs none of their commands, heals the real fault, lists the stranger and leaves it
+    there (the stranger is not of any run: it is listed all the same)."""
     faults, other = namespace, "default"
     markers = {k: Path(f"/tmp/cms-spoof-{uuid.uuid4().hex}") for k in ("other", "shape", "odd")}
     shaped = uuid.uuid4().hex[:8]
@@ -182,7 +184,7 @@ def test_the_heal_runs_nothing_read_from_the_cluster_and_leaves_strangers_alone(
             faults,
             _spoof(
                 f"cms-partition-{shaped}",
-                {**fault, RUN_LABEL: shaped},
+                {**fault, RUN_LABEL: shaped, OWNER_LABEL: _run.run_id()},  # this run's
                 markers["shape"],
                 NODE2.name,
             ),

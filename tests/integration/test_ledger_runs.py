@@ -28,7 +28,7 @@ from tests.lab_fixtures import deploy_pause, eventually
 pytestmark = pytest.mark.integration
 
 CLI = Path(sys.executable).parent / "chaosmesh-sec"
-FAULTS = "default"  # the lab's fault pods: the experiments' default fault_namespace
+FAULTS = _run.FAULT_NAMESPACE  # the experiments' default fault_namespace (the lab makes it)
 NODE2, NODE3 = DEFAULT.nodes[1], DEFAULT.nodes[2]
 
 
