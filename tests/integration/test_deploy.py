@@ -7,8 +7,9 @@
    permission in deploy/permissions.yaml and denies what the runner must never do.
 
 Everything this module applied is deleted at the end (Namespaces only if it created
-them); if deploy/ is already applied in the cluster, the module is skipped rather than
-touching it.
+them: the lab makes the fault namespace at ``lab up``, and it stays); if deploy/ is
+already applied in the cluster (the runner's namespace is there), the module is skipped
+rather than touching it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from chaosmesh_sec import _run
 from chaosmesh_sec.lab.build import locate
 from chaosmesh_sec.lab.paths import LabPaths
 from tests import deploy_permissions as dp
@@ -37,7 +39,8 @@ APPLIED_KINDS = (
     "Role",
     "RoleBinding",
 )
-OUR_NAMESPACES = ("chaosmesh-sec", "chaosmesh-sec-faults")
+OUR_NAMESPACES = ("chaosmesh-sec", _run.FAULT_NAMESPACE)
+RUNNER_NAMESPACE = "chaosmesh-sec"  # deploy/ only: the lab makes the fault namespace alone
 
 
 def _grant(
@@ -126,11 +129,12 @@ def applied(
     for name in OUR_NAMESPACES:  # a previous run's namespace may still be terminating
         eventually(lambda name=name: _gone_or_absent(core, name), 120, f"namespace {name} gone")
     existing = {ns.metadata.name for ns in core.list_namespace().items}
-    if existing & set(OUR_NAMESPACES):
-        pytest.skip(
-            f"deploy/ is already applied here ({existing & set(OUR_NAMESPACES)}): not touching it"
-        )
+    if RUNNER_NAMESPACE in existing:
+        pytest.skip(f"deploy/ is already applied here ({RUNNER_NAMESPACE}): not touching it")
     ours = [d for d in rendered if d["kind"] in APPLIED_KINDS]
+    made = [  # what the teardown deletes: not a Namespace that was there before (the lab's)
+        d for d in ours if d["kind"] != "Namespace" or d["metadata"]["name"] not in existing
+    ]
     # Namespaces first: the rest lives in them
     ours.sort(key=lambda d: d["kind"] != "Namespace")
     stream = yaml.safe_dump_all(ours)
@@ -147,8 +151,8 @@ def applied(
         )
         yield ours
     finally:
-        # everything applied, Namespaces last (all of them are ours: none existed before)
-        ours.sort(key=lambda d: d["kind"] == "Namespace")
+        # everything applied, Namespaces last (those this module created)
+        made.sort(key=lambda d: d["kind"] == "Namespace")
         _run(
             kubectl,
             lab,
@@ -157,7 +161,7 @@ def applied(
             "--wait=false",
             "-f",
             "-",
-            stdin=yaml.safe_dump_all(ours),
+            stdin=yaml.safe_dump_all(made),
             check=False,
         )
 
