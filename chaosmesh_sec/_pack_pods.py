@@ -3,7 +3,8 @@
 Two kinds of pod are the pack's: the partition's fault pod (``faults/``) and the
 posture probes' inspection pod (``probes/``). Both are pinned to a node, carry no
 ServiceAccount token (they never call the API), run the pack's image (by default
-:data:`DEFAULT_IMAGE`, pinned by digest) and live in :data:`FAULT_NAMESPACE` unless
+:data:`DEFAULT_IMAGE`, pinned by digest) and live in the fault namespace
+(:data:`chaosmesh_sec._run.FAULT_NAMESPACE`) unless
 the experiment says otherwise. ``deploy/admission-policy.yaml`` admits, for the
 runner's ServiceAccount, exactly these shapes: keep the two in step
 (``tests/integration/test_deploy.py`` builds the pods with this code and asks the
@@ -17,14 +18,10 @@ from kubernetes import client as k8s
 __all__ = [
     "CONTROL_PLANE_TAINTS",
     "DEFAULT_IMAGE",
-    "FAULT_NAMESPACE",
     "NODE_LOSS_TAINTS",
     "tolerations",
 ]
 
-FAULT_NAMESPACE = "chaosmesh-sec-faults"
-"""Where fault and inspection pods go unless an experiment says otherwise (``deploy/``
-and the lab create it)."""
 
 DEFAULT_IMAGE = (
     "docker.io/nicolaka/netshoot:v0.13"

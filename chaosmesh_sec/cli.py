@@ -119,11 +119,13 @@ def init(directory: Path, force: bool) -> None:
     help="Where partition fault pods are looked for (the experiments' fault_namespace).",
 )
 def rollback(kubeconfig: str, node: str, namespace: str, fault_namespace: str) -> None:
-    """Heal every leftover fault recorded in the cluster's ledger, report as JSON.
+    """Heal every leftover fault recorded in the cluster's ledger, of every run; report as JSON.
 
     Undoes what faults left behind after a crash or a skipped rollback: partition fault
     pods are healed by exact spec and deleted, scaled Deployments get their replica
-    count back. Exit code 1 when something could not be undone.
+    count back, the IP hunt's labels come off. Each entry says whose it was (the run
+    id, and for a Deployment what changed it and when); a line per entry on stderr
+    says it too. Exit code 1 when something could not be undone.
     """
     from chaosmesh_sec.faults.leftovers import heal_leftovers
 
@@ -133,15 +135,43 @@ def rollback(kubeconfig: str, node: str, namespace: str, fault_namespace: str) -
             node=node,
             namespace=namespace,
             fault_namespace=fault_namespace,
+            all_runs=True,
             configuration=configuration,
         )
     except ChaosMeshSecError as exc:
         done = getattr(exc, "result", None)
         if done is not None:
+            _say_whose(done)
             click.echo(json.dumps(done, indent=2))
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    _say_whose(result)
     click.echo(json.dumps(result, indent=2))
+
+
+def _say_whose(result: dict[str, Any]) -> None:
+    """One line per healed entry on stderr: what it was and whose (run id, by what, when)."""
+    partition = result.get("apiserver_partition") or {}
+    for kind in ("healed", "expired", "ended"):
+        for entry in partition.get(kind) or []:
+            click.echo(
+                f"partition {entry.get('run_id')} on {entry.get('node')}: {kind} "
+                f"(run {entry.get('owner_run')})",
+                err=True,
+            )
+    for entry in result.get("replicas") or []:
+        click.echo(
+            f"Deployment {entry['namespace']}/{entry['name']}: restored to "
+            f"{entry['replicas']} (run {entry.get('run_id')}, changed by "
+            f"{entry.get('changed_by')} at {entry.get('changed_at')})",
+            err=True,
+        )
+    for entry in result.get("recycled_labels") or []:
+        click.echo(
+            f"pod {entry['namespace']}/{entry['name']}: recycled-from={entry['victim']} "
+            f"label removed (run {entry.get('run_id')})",
+            err=True,
+        )
 
 
 @main.command()

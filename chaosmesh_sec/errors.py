@@ -15,6 +15,8 @@ as a failed activity (with our message) rather than an unexpected crash::
         ├── FaultNotApplied        a fault could not be put in place (nothing is left
         │                          behind: partial effects were undone first)
         ├── RollbackFailed         undoing a fault did not verify; says what is left
+        ├── RunRefused             another run holds the cluster's run lease; names
+        │                          it (run id, host, pid, what it runs) and its age
         └── LabError               ``chaosmesh-sec lab`` build / up / down failed;
                                    carries the log path to read, when there is one
 
@@ -41,6 +43,7 @@ __all__ = [
     "InvalidInput",
     "LabError",
     "RollbackFailed",
+    "RunRefused",
 ]
 
 
@@ -108,3 +111,8 @@ class LabError(ChaosMeshSecError):
     def __init__(self, message: str, log_path: Path | None = None) -> None:
         self.log_path = log_path
         super().__init__(f"{message}\n  log: {log_path}" if log_path else message)
+
+
+class RunRefused(ChaosMeshSecError):
+    """Another run holds the cluster's run lease (:mod:`chaosmesh_sec._lease`): nothing
+    was done. The message names the holder and says how old its lease is."""

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client, config
 
-from chaosmesh_sec import kit
+from chaosmesh_sec import _lease, kit
 from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec.lab import inspect, manager
 from chaosmesh_sec.lab.paths import LabPaths
@@ -400,3 +400,22 @@ def stop_istio_cni(core: client.CoreV1Api, node: str) -> None:
 
 def istio_cni_back(node: str) -> None:
     eventually(lambda: "istio-cni" in node_conflist(node).read_text(), 30, "istio-cni back")
+
+
+def drop_lease_of_killed_run(api: client.ApiClient, namespace: str, pid: int) -> None:
+    """Delete the run Lease a SIGKILLed ``chaos run`` (process ``pid``, dead by now) left
+    in ``namespace``: the cluster as the test found it, and the next test's run is not
+    refused for the 30 s the Lease would live on. Another holder's Lease is left alone."""
+    leases = client.CoordinationV1Api(api)
+    try:
+        left = leases.read_namespaced_lease(_lease.LEASE_NAME, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    if (left.metadata.annotations or {}).get(_lease.PID) != str(pid):
+        return
+    version = client.V1Preconditions(resource_version=left.metadata.resource_version)
+    leases.delete_namespaced_lease(
+        _lease.LEASE_NAME, namespace, body=client.V1DeleteOptions(preconditions=version)
+    )

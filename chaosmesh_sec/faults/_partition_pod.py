@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
+from chaosmesh_sec import _run
+from chaosmesh_sec.faults._ledger import FAULT_LABEL, OWNER_LABEL, RUN_LABEL
 from chaosmesh_sec.faults._partition_rules import is_run_id
 
 __all__ = ["CONTAINER", "NAME_LABEL", "PACK", "PARTITION_KIND", "pod_name", "run_id_of"]
@@ -30,7 +31,8 @@ def run_id_of(pod: Any) -> tuple[str, str]:
     """``(run_id, "")`` for a fault pod of the pack's shape, else ``("", why it is not)``.
 
     The shape is what the partition fault makes: its labels, a run id of 8 hex digits,
-    the name made from it, hostNetwork, one container ``partition``. A pod that merely
+    the name made from it, the owning run's id (12 hex digits, :mod:`chaosmesh_sec._run`),
+    hostNetwork, one container ``partition``. A pod that merely
     carries the fault label (anyone who may create pods there can add it) is a stranger.
     """
     meta: Any = pod.metadata
@@ -41,6 +43,9 @@ def run_id_of(pod: Any) -> tuple[str, str]:
         return "", f"label {RUN_LABEL} is {run_id!r}, not a run id of this pack"
     if labels.get(FAULT_LABEL) != PARTITION_KIND or labels.get(NAME_LABEL) != PACK:
         return "", f"labels {FAULT_LABEL} / {NAME_LABEL} are not the pack's"
+    owner = labels.get(OWNER_LABEL)
+    if not _run.is_run_id(owner):
+        return "", f"label {OWNER_LABEL} is {owner!r}, not a run id of this pack"
     name = pod_name(str(run_id))
     if meta.name != name:
         return "", f"its name is not {name}"

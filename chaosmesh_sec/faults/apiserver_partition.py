@@ -23,12 +23,12 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import watch
 
-from chaosmesh_sec import _kube, _pack_pods, _validate
+from chaosmesh_sec import _kube, _pack_pods, _run, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_client, api_errors, exception_brief
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
 from chaosmesh_sec.faults import _cut
-from chaosmesh_sec.faults._ledger import FAULT_LABEL, FAULT_NAMESPACE, RUN_LABEL
+from chaosmesh_sec.faults._ledger import FAULT_LABEL, FAULT_NAMESPACE, OWNER_LABEL, RUN_LABEL
 from chaosmesh_sec.faults._partition_pod import CONTAINER, NAME_LABEL, PACK, pod_name, run_id_of
 from chaosmesh_sec.faults._partition_rules import (
     APPLIED_MARK,
@@ -159,6 +159,7 @@ def _fault_pod(
     labels = {
         FAULT_LABEL: FAULT_KIND,
         RUN_LABEL: p.run_id,
+        OWNER_LABEL: _run.run_id(),
         NAME_LABEL: PACK,
     }
     return k8s.V1Pod(
@@ -252,7 +253,8 @@ def partition_node_from_apiserver(
     in ``fault_namespace``; it tolerates the control-plane taints only when
     ``tolerate_control_plane``.
     The rules remove themselves after ``duration_seconds`` even if this runner dies.
-    Returns the run id, node, fault pod, the exact rules and when they took effect.
+    Returns the partition's id (`run_id`), the run's (`owner_run`), node, fault pod, the
+    exact rules and when they took effect.
     """
     duration = _validate.duration("duration_seconds", duration_seconds, maximum=MAX_DURATION)
     if not isinstance(scope, str) or scope not in SCOPES:
@@ -291,6 +293,7 @@ def partition_node_from_apiserver(
         raise
     return {
         "run_id": p.run_id,
+        "owner_run": _run.run_id(),
         "node": target,
         "scope": scope,
         "all_ports": all_ports,
@@ -367,26 +370,32 @@ def heal_apiserver_partition(
     node: str = "",
     run_id: str = "",
     fault_namespace: str = FAULT_NAMESPACE,
+    all_runs: bool = False,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
     """Remove partitions by exact spec, verify no rule is left, delete their fault pods.
 
     Looks only in `fault_namespace` (where the partition put its pods), optionally only
-    at pods on `node` or of `run_id`. The removal is rebuilt from each pod's run id,
-    never read from the cluster; a labelled pod not of the pack's shape is a stranger,
-    listed and left alone. Each pod is healed on its own: one failure does not stop the
-    rest. Safe to repeat. Returns `{"healed", "expired", "ended", "failed", "strangers",
-    "fault_pods_deleted"}`; raises RollbackFailed (carrying that result) if a pod could
-    not be healed or a rule could not be shown to be gone.
+    at pods on `node` or of the partition `run_id`. A labelled pod not of the pack's
+    shape is a stranger, listed and left alone (whichever run heals); of the pack's
+    pods, it heals only the partitions this run made (their `chaosmesh-sec.io/owner-run`
+    label; `all_runs: true`: every run's). The removal is rebuilt from each pod's run
+    id, never read from the cluster. Each pod is healed on its own: one failure does not
+    stop the rest. Safe to repeat. Returns `{"healed", "expired", "ended", "failed", "strangers",
+    "fault_pods_deleted"}` (each healed entry with its `run_id` and `owner_run`);
+    raises RollbackFailed (carrying that result) if a pod could not be healed or a rule
+    could not be shown to be gone.
     """
     node = _validate.optional_dns_subdomain("node", node)
     if not isinstance(run_id, str) or (run_id and not is_run_id(run_id)):
         raise InvalidInput("run_id", f"{run_id!r:.80} is not a partition run id (8 hex digits)")
     fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
+    all_runs = _validate.boolean("all_runs", all_runs)
     selector = f"{FAULT_LABEL}={FAULT_KIND}"
     if run_id:
         selector += f",{RUN_LABEL}={run_id}"
+    mine = "" if all_runs else _run.run_id()
     core = k8s.CoreV1Api(api_client(configuration, secrets))
     with api_errors(f"list partition fault pods in {fault_namespace}"):
         pods: list[Any] = core.list_namespaced_pod(fault_namespace, label_selector=selector).items
@@ -409,8 +418,10 @@ def heal_apiserver_partition(
             logger.warning("partition heal: %s is not a fault pod of this pack (%s)", where, why)
             result["strangers"].append({"pod": where, "node": on, "why": why})
             continue
+        if mine and (meta.labels or {}).get(OWNER_LABEL) != mine:
+            continue  # another run's partition: that run heals it (or chaosmesh-sec rollback)
         kind, problems = _heal_one(core, pod, pod_run)
-        entry = {"run_id": pod_run, "node": on}
+        entry = {"run_id": pod_run, "owner_run": (meta.labels or {}).get(OWNER_LABEL), "node": on}
         if problems:
             result["failed"].append({**entry, "pod": where, "problems": problems})
         else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
-from chaosmesh_sec import _kube, _validate
+from chaosmesh_sec import _kube, _run, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, apps_v1, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput, RollbackFailed
@@ -71,41 +71,64 @@ def restore_replicas(
     namespace: str = "default",
     wait_ready: bool = True,
     timeout_seconds: int = 120,
+    all_runs: bool = False,
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> JSONObject:
     """Rollback: set Deployment `name` back to its count before the fault, clear the ledger.
 
     `name` is required. Without `replicas` the count comes from the ledger entry a
-    fault wrote on the Deployment; with no entry there is nothing to restore and the
-    result says so (`restored: false`), so the rollback is safe to repeat. A given
+    fault of this run wrote on the Deployment; with no entry there is nothing to restore
+    and the result says so (`restored: false`), so the rollback is safe to repeat. An
+    entry another run wrote is left alone (`restored: false`, the reason names that
+    run) unless `all_runs` is true (`chaosmesh-sec rollback` heals every run's). A given
     `replicas` wins over the ledger. Verifies the Deployment's spec now asks for that
     count (else `RollbackFailed`); with `wait_ready`, waits for the pods as
-    :func:`scale_deployment` does and reports a timeout as `ready: false`. Returns the
-    shape of :func:`scale_deployment` plus `restored`.
+    :func:`scale_deployment` does and reports a timeout as `ready: false`. When the
+    entry was the IP hunt's (its victim), the hunt's `recycled-from` labels of the same
+    run come off too (`labels_cleared`). Returns the shape of :func:`scale_deployment`
+    plus `restored`.
     """
+    only_run = "" if _validate.boolean("all_runs", all_runs) else _run.run_id()
     given = replicas != -1 or isinstance(replicas, bool)
     req = _ScaleRequest.checked(
         name, replicas if given else 0, namespace, wait_ready, timeout_seconds
     )
     apps, deployment = req.current(configuration, secrets)
     previous = wl.spec_replicas(deployment)
-    recorded = (deployment.metadata.annotations or {}).get(_ledger.REPLICAS_BEFORE)
+    annotations = deployment.metadata.annotations or {}
+    recorded = annotations.get(_ledger.REPLICAS_BEFORE)
+    owner = _ledger.owner_of(deployment)
+    unrestored = {
+        "name": req.name,
+        "namespace": req.namespace,
+        "previous_replicas": previous,
+        "replicas": previous,
+        "restored": False,
+    }
+    if recorded is not None and only_run and owner != only_run:
+        reason = (
+            f"its ledger entry is run {owner or 'unknown'}'s, not this run's ({only_run}): "
+            "left to it (`chaosmesh-sec rollback` heals every run's)"
+        )
+        logger.info("%s/%s: %s", req.namespace, req.name, reason)
+        return {**unrestored, "reason": reason}
     if not given:
         if recorded is None or not recorded.isdigit():
             logger.info("%s/%s: no ledger entry, nothing to restore", req.namespace, req.name)
-            return {
-                "name": req.name,
-                "namespace": req.namespace,
-                "previous_replicas": previous,
-                "replicas": previous,
-                "restored": False,
-                "reason": "no ledger entry: nothing to restore",
-            }
+            return {**unrestored, "reason": "no ledger entry: nothing to restore"}
         req = dataclasses.replace(req, replicas=int(recorded))
     result = req.apply(apps, clear_ledger=recorded is not None)
     result["previous_replicas"] = previous
     result["restored"] = True
+    if annotations.get(_ledger.CHANGED_BY) == _ledger.HUNT:
+        core = core_v1(configuration, secrets)
+        labelled = _ledger.pending_recycled(
+            core, req.namespace, run_id=owner if only_run else "", victim=req.name
+        )
+        result["labels_cleared"] = [
+            e["name"] for e in labelled if _ledger.clear_recycled(core, e["name"], req.namespace)
+        ]
     return result
 
 

@@ -17,9 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes.client import exceptions as k8s_exceptions
-
-from chaosmesh_sec import _kube, _validate
+from chaosmesh_sec import _kube, _run, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, apps_v1, core_v1
 from chaosmesh_sec.errors import FaultNotApplied, InvalidInput
@@ -31,7 +29,7 @@ __all__ = ["hunt_recycled_ip"]
 
 logger = logging.getLogger("chaostoolkit")
 
-RECYCLED_FROM = "chaosmesh-sec.io/recycled-from"
+RECYCLED_FROM = _ledger.RECYCLED_FROM
 
 
 def hunt_recycled_ip(
@@ -56,8 +54,12 @@ def hunt_recycled_ip(
     pin both Deployments to the same node.
 
     The pod found is labelled `chaosmesh-sec.io/recycled-from=<victim>`, so a later
-    activity can select it (an identity matrix run from that very pod); the hunt first
-    takes that label off any pod an earlier hunt of `victim` left it on.
+    activity can select it (an identity matrix run from that very pod). The label is a
+    ledger entry carrying the run id: `restore_replicas` of `victim` and the safety net
+    take it off. The hunt first takes it off any pod an earlier hunt of `victim` in this
+    run left it on; a pod labelled so by another run stops the hunt before any change
+    (FaultNotApplied: `chaosmesh-sec rollback` heals it), since a later selector would
+    pick that stale pod too.
 
     `cut_off_pods` (a label selector in `namespace`, e.g. the server's pods) asks for
     the stale-cache story: the nodes of those pods must be cut off from the API server
@@ -109,7 +111,7 @@ def hunt_recycled_ip(
             raise InvalidInput(
                 "cut_off_pods", f"no Running pod matches {cut_off_pods!r} in {namespace!r}"
             )
-    _unlabel_earlier(core, namespace, victim)
+    _unlabel_earlier(core, namespace, victim)  # before any change: it refuses others' labels
     result: JSONObject = {
         "found": False,
         "recycled_ip": None,
@@ -135,9 +137,7 @@ def hunt_recycled_ip(
         _tell_story(result, precondition)
         logger.info("IP hunt not started: %s", result["scenario"])
         return result
-    previous = _ledger.record_replicas(
-        apps, victim_dep, wl.spec_replicas(victim_dep), "hunt_recycled_ip"
-    )
+    previous = _ledger.record_replicas(apps, victim_dep, wl.spec_replicas(victim_dep), _ledger.HUNT)
     result["victim_previous_replicas"] = previous
     started = time.monotonic()
     deadline = started + timeout_seconds
@@ -319,26 +319,24 @@ def _found(core: Any, namespace: str, pod: Any, result: JSONObject) -> None:
     result["recycled_ip"] = fresh.status.pod_ip
     result["pod"] = _brief(fresh)
     # So that later activities can find it: `<hunter selector>,chaosmesh-sec.io/recycled-from`
-    _label(core, fresh.metadata.name, namespace, result["victim"])
+    _ledger.record_recycled(core, fresh.metadata.name, namespace, result["victim"])
 
 
 def _unlabel_earlier(core: Any, namespace: str, victim: str) -> None:
-    """Take the label off pods an earlier hunt of ``victim`` found: it names this hunt's."""
-    selector = f"{RECYCLED_FROM}={victim}"
-    with api_errors(f"list pods labelled {selector} in {namespace!r}"):
-        earlier = core.list_namespaced_pod(namespace, label_selector=selector).items
-    for pod in earlier:
-        _label(core, pod.metadata.name, namespace, None)
-
-
-def _label(core: Any, name: str, namespace: str, value: str | None) -> None:
-    patch = {"metadata": {"labels": {RECYCLED_FROM: value}}}
-    with api_errors(f"label pod {namespace}/{name}"):
-        try:
-            core.patch_namespaced_pod(name, namespace, patch)
-        except k8s_exceptions.ApiException as exc:
-            if exc.status != 404:  # gone since: nothing to label
-                raise
+    """Take the label off pods an earlier hunt of ``victim`` in this run found (it names
+    this hunt's); refuse, before any change, if another run's label is there."""
+    mine = _run.run_id()
+    earlier = _ledger.pending_recycled(core, namespace, victim=victim)
+    others = [e for e in earlier if e["run_id"] != mine]
+    if others:
+        whose = ", ".join(f"{e['name']} (run {e['run_id'] or 'unknown'})" for e in others)
+        raise FaultNotApplied(
+            f"pod(s) {whose} in {namespace!r} carry another run's {RECYCLED_FROM}={victim} "
+            "label; a later selector would pick them too. Nothing was changed: heal them "
+            "with `chaosmesh-sec rollback` (or wait for that run's safety net)"
+        )
+    for entry in earlier:
+        _ledger.clear_recycled(core, entry["name"], namespace)
 
 
 def _delete_pods(core: Any, namespace: str, selector: str) -> set[str]:

@@ -46,6 +46,12 @@ Exit codes (several apply: the highest wins)::
        in the cluster: run ``chaosmesh-sec rollback``)
     4  the plan is invalid: nothing ran (command-line usage errors too)
 
+The game day holds the cluster's run Lease for its whole length (:mod:`.lease`): its
+``chaos run`` children join it, any other run is refused while it lasts. A game day
+that finds the Lease held by another run does not start (exit 2, the holder named);
+fault namespaces the entries disagree on make the plan invalid (exit 4). Each game day
+gets a results directory of its own, even when two start at once.
+
 A game day stopped by SIGTERM or Ctrl-C exits at least 2: the running experiment
 ends as chaos ends it (rollbacks per its strategy, then the safety net) and the
 rest never runs. ``abort_on`` stops the plan after the first experiment whose code
@@ -54,7 +60,7 @@ did not run is reported as skipped.
 
 The package: :mod:`.plan` (the plan and its checks), :mod:`.verdict` (the exit code
 each journal calls for), :mod:`.metrics` (``metrics.prom``), :mod:`.run` (running it:
-:func:`run_gameday`, and :func:`main`, the command).
+:func:`run_gameday`, and :func:`main`, the command), :mod:`.lease` (its run Lease).
 """
 
 from __future__ import annotations

@@ -24,7 +24,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal, TextIO
 
-from chaosmesh_sec.errors import InvalidInput
+from chaosmesh_sec import _run
+from chaosmesh_sec.client import exception_brief
+from chaosmesh_sec.errors import ChaosMeshSecError, InvalidInput
+from chaosmesh_sec.gameday.lease import held_for, lease_place
 from chaosmesh_sec.gameday.metrics import metrics_text
 from chaosmesh_sec.gameday.plan import (
     PROMPT,
@@ -109,13 +112,20 @@ def chaos_command() -> list[str]:
 
 
 def run_directory(out_root: Path, name: str, today: str) -> Path:
-    """``<out>/<today>-<name>``, or ``-2``, ``-3``... after it when that one exists."""
+    """Make and return ``<out>/<today>-<name>``, or ``-2``, ``-3``... after it when that one
+    exists. Each is made without ``exist_ok``: of two game days started at once, each
+    gets a directory of its own (the one that loses a name tries the next)."""
+    out_root.mkdir(parents=True, exist_ok=True)
     base = out_root / f"{today}-{name}"
     candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    while True:
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+            continue
+        return candidate
 
 
 def _elapsed(seconds: float) -> str:
@@ -281,6 +291,7 @@ def _run_one(
     var_files: Sequence[Path],
     variables: Mapping[str, Any],
     quiet: bool,
+    holder: str,
 ) -> Outcome:
     journal_path = run_dir / f"{entry.stem}.json"
     log = run_dir / f"{entry.stem}.log"
@@ -298,7 +309,8 @@ def _run_one(
         if quiet:
             output = stack.enter_context((run_dir / f"{entry.stem}.out").open("wb"))
         try:
-            proc = subprocess.Popen(cmd, stdout=output, stderr=output)
+            env = {**os.environ, _run.HOLDER_ENV: holder}  # its safety net joins our lease
+            proc = subprocess.Popen(cmd, stdout=output, stderr=output, env=env)
         except OSError as exc:
             problem = f"could not start chaos ({cmd[0]}): {exc}"
         else:
@@ -343,12 +355,53 @@ def run_gameday(
     sleep: Callable[[float], None] = time.sleep,
     today: str | None = None,
 ) -> GamedayResult:
-    """Run every entry of ``plan`` in order (see :mod:`chaosmesh_sec.gameday`), then report."""
+    """Run every entry of ``plan`` in order (see :mod:`chaosmesh_sec.gameday`), then report.
+
+    The run Lease is held for the whole game day (:mod:`.lease`); another run holding it
+    stops the game day before anything runs (exit 2, no results directory).
+    """
     console = console or Console()
     variables = dict(variables or {})
+    with contextlib.ExitStack() as stack:
+        try:
+            namespace, configuration = lease_place(plan, var_files, variables)
+        except InvalidInput as exc:
+            console.say(f"error: the plan is invalid, nothing ran: {exc}")
+            return GamedayResult(EXIT_PLAN_INVALID, out_root, (), {}, "invalid")
+        try:
+            held = stack.enter_context(held_for(plan, namespace, configuration))
+        except ChaosMeshSecError as exc:
+            console.say(f"game day {plan.name}: not started: {exception_brief(exc)}")
+            return GamedayResult(EXIT_NOT_APPLIED, out_root, (), {}, "refused")
+        return _run_plan(
+            plan,
+            out_root,
+            held.identity,
+            yes=yes,
+            quiet=quiet,
+            var_files=var_files,
+            variables=variables,
+            console=console,
+            sleep=sleep,
+            today=today,
+        )
+
+
+def _run_plan(
+    plan: Plan,
+    out_root: Path,
+    holder: str,
+    *,
+    yes: bool,
+    quiet: bool,
+    var_files: Sequence[Path],
+    variables: Mapping[str, Any],
+    console: Console,
+    sleep: Callable[[float], None],
+    today: str | None,
+) -> GamedayResult:
     today = today or datetime.now().astimezone().strftime("%Y-%m-%d")
     run_dir = run_directory(out_root, plan.name, today)
-    run_dir.mkdir(parents=True)
     total = len(plan.entries)
     threshold = ABORT_AT[plan.abort_on]
     stop = _Stop()
@@ -382,6 +435,7 @@ def run_gameday(
                 var_files=var_files,
                 variables=variables,
                 quiet=quiet,
+                holder=holder,
             )
             outcomes.append(outcome)
             if threshold is not None and (outcome.code or 0) >= threshold and not stop.stopping():

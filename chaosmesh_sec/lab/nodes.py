@@ -1,5 +1,6 @@
 """The lab's nodes and what runs on them: kwok and the node agent, per node namespace;
-then the cluster add-ons the lab deploys (kwok's and Istio's CRDs, istiod)."""
+then the cluster add-ons the lab deploys (kwok's and Istio's CRDs, the pack's fault
+namespace, istiod)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from chaosmesh_sec import _pack_pods, kit
+from chaosmesh_sec import _run, kit
 from chaosmesh_sec._shipped import shipped
 from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab import images, injection, procs
@@ -24,7 +25,7 @@ from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.pki import LabPKI
 from chaosmesh_sec.lab.topology import Node, Topology
 
-__all__ = ["node_manifest", "ready_states", "start"]
+__all__ = ["fault_namespace_manifest", "node_manifest", "ready_states", "start"]
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 KWOK_CRDS = ("execs", "portforwards", "logs")
@@ -254,14 +255,14 @@ def _daemonset_ready(kubectl: Kubectl, namespace: str, name: str, nodes: int) ->
     return bool(status.get("numberReady", 0) == status.get("desiredNumberScheduled", -1) == nodes)
 
 
-def faults_namespace() -> dict[str, Any]:
-    """The experiments' default fault namespace, as ``deploy/namespace.yaml`` makes it
-    (Pod Security ``privileged``, out of the mesh): the lab's fault and inspection pods
+def fault_namespace_manifest() -> dict[str, Any]:
+    """The pack's fault namespace, as ``deploy/namespace.yaml`` makes it (Pod Security
+    ``privileged``, out of the mesh): the lab's fault pods, inspection pods and run Lease
     go there, as in a cluster with ``deploy/`` applied."""
     docs = yaml.safe_load_all((shipped("deploy") / "namespace.yaml").read_text())
-    found = [d for d in docs if d and d["metadata"]["name"] == _pack_pods.FAULT_NAMESPACE]
+    found = [d for d in docs if d and d["metadata"]["name"] == _run.FAULT_NAMESPACE]
     if len(found) != 1:
-        raise LabError(f"deploy/namespace.yaml does not define {_pack_pods.FAULT_NAMESPACE}")
+        raise LabError(f"deploy/namespace.yaml does not define {_run.FAULT_NAMESPACE}")
     doc: dict[str, Any] = found[0]
     return doc
 
@@ -303,10 +304,13 @@ def start(
         90,
         paths.component_log(f"kwok-{topo.nodes[0].name}"),
     )
-    progress("nodes Ready; deploying istiod (3 replicas) and its sidecar injector")
+    progress(
+        f"nodes Ready; creating {_run.FAULT_NAMESPACE}; deploying istiod (3 replicas) and "
+        "its sidecar injector"
+    )
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}
     injector = injection.injector_configmap(istio_src)
-    docs = [namespace, injector, faults_namespace()]
+    docs = [fault_namespace_manifest(), namespace, injector]
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
     kubectl("apply", "-f", str(MANIFESTS / "istiod.yaml"))
     _wait(

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chaosmesh_sec import _kube, _validate
-from chaosmesh_sec._pack_pods import FAULT_NAMESPACE
+from chaosmesh_sec._run import FAULT_NAMESPACE
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.probes._nat_rules import NatView, dump_script, parse_dumps

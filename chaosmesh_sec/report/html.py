@@ -467,6 +467,11 @@ def _faults(e: Experiment) -> str:
     if e.safety_net is not None:
         net = e.safety_net
         text = _e(net.what) + (f' <span class="bad">{_e(net.error)}</span>' if net.error else "")
+        if net.refused:
+            text = f'<span class="bad">run not started: {_e(net.refused)}</span>'
+        if net.run_id:
+            text = f'<span class="run-id">run {_e(net.run_id)}</span>: {text}'
+
         cls = "ok" if net.nothing_left else "warn"
         parts.append(
             f'<h4>Safety net</h4><p class="safety-net {cls}"'

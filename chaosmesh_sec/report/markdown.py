@@ -381,6 +381,10 @@ def _faults(e: Experiment) -> list[str]:
     if e.safety_net is not None:
         net = e.safety_net
         text = _t(net.what) + (f" **{_t(net.error)}**" if net.error else "")
+        if net.refused:
+            text = f"**run not started: {_t(net.refused)}**"
+        if net.run_id:
+            text = f"run `{_t(net.run_id)}`: {text}"
         lines += ["#### Safety net", "", text or "—", ""]
     return lines
 

@@ -290,6 +290,8 @@ class SafetyNet:
     nothing_left: bool | None
     what: str
     error: str
+    run_id: str = ""  # the run it healed (every ledger entry of the run carries it)
+    refused: str = ""  # why the run was not let start (the run Lease was held), if so
 
 
 @dataclass(frozen=True)

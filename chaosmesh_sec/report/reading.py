@@ -512,10 +512,13 @@ def _safety_net(records: Sequence[Mapping[str, Any]]) -> SafetyNet | None:
         return None
     healed = _map(records[0].get("healed"))
     left = healed.get("nothing_left")
+    refused = _str(_map(records[0].get("lease")).get("refused"))
     return SafetyNet(
         nothing_left=left if isinstance(left, bool) else None,
         what=describe.safety_net_what(healed) if healed else "",
         error=_str(records[0].get("error")),
+        run_id=_str(records[0].get("run_id")),
+        refused=refused,
     )
 
 

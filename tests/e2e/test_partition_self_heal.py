@@ -11,15 +11,20 @@ import sys
 import time
 from pathlib import Path
 
+from kubernetes import client
+
+from chaosmesh_sec import _run
 from chaosmesh_sec.lab import inspect
 from chaosmesh_sec.lab.topology import DEFAULT
-from tests.lab_fixtures import eventually
+from tests.lab_fixtures import drop_lease_of_killed_run, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def test_killed_run_heals_by_itself_and_rollback_finds_nothing(lab: Path, tmp_path: Path) -> None:
+def test_killed_run_heals_by_itself_and_rollback_finds_nothing(
+    lab: Path, api: client.ApiClient, tmp_path: Path
+) -> None:
     node = DEFAULT.nodes[1]
     before = inspect.iptables_save(node.netns)
     env = {
@@ -54,6 +59,8 @@ def test_killed_run_heals_by_itself_and_rollback_finds_nothing(lab: Path, tmp_pa
     finally:
         if run.poll() is None:
             run.kill()
+            run.wait()
+        drop_lease_of_killed_run(api, _run.FAULT_NAMESPACE, run.pid)
     out = subprocess.run(
         [
             str(BIN / "chaosmesh-sec"),
@@ -61,7 +68,7 @@ def test_killed_run_heals_by_itself_and_rollback_finds_nothing(lab: Path, tmp_pa
             "--kubeconfig",
             str(lab),
             "--fault-namespace",
-            "default",
+            _run.FAULT_NAMESPACE,
         ],
         capture_output=True,
         text=True,

@@ -73,9 +73,16 @@ def test_never_strategy_skips_rollbacks_and_the_control_heals(
     journal = json.loads(journal_path.read_text())
     assert journal["rollbacks"] == []  # the strategy skipped them
     [net] = [e for e in journal.get("extensions", []) if e.get("name") == EXTENSION]
-    assert net["healed"]["replicas"] == [
-        {"name": "web", "namespace": namespace, "replicas": 2, "previous_replicas": 0}
-    ], net
+    [restored] = net["healed"]["replicas"]
+    assert restored == {
+        "name": "web",
+        "namespace": namespace,
+        "replicas": 2,
+        "previous_replicas": 0,
+        "run_id": net["run_id"],  # this run's entry, and whose it was
+        "changed_by": "scale_deployment",
+        "changed_at": restored["changed_at"],
+    }, net
     apps = client.AppsV1Api(api)
     assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 2
     eventually(

@@ -13,9 +13,9 @@
    the policy's message; the same pods from another user are untouched.
 
 Everything this module applied is deleted at the end (Namespaces only if it created
-them: the lab makes ``chaosmesh-sec-faults`` itself); if deploy/ is already applied in
-the cluster (its ``chaosmesh-sec`` namespace exists), the module is skipped rather than
-touching it.
+them: the lab makes the fault namespace at ``lab up``, and it stays); if deploy/ is
+already applied in the cluster (the runner's namespace is there), the module is skipped
+rather than touching it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from chaosmesh_sec._pack_pods import DEFAULT_IMAGE, FAULT_NAMESPACE
+from chaosmesh_sec._pack_pods import DEFAULT_IMAGE
+from chaosmesh_sec._run import FAULT_NAMESPACE
 from chaosmesh_sec.faults._partition_rules import Endpoint, new_run_id, plan
 from chaosmesh_sec.faults.apiserver_partition import _fault_pod
 from chaosmesh_sec.faults.churn import RESTARTED_AT
@@ -53,7 +54,7 @@ APPLIED_KINDS = (
     "ValidatingAdmissionPolicyBinding",
 )
 RUNNER_NAMESPACE = "chaosmesh-sec"
-OUR_NAMESPACES = (RUNNER_NAMESPACE, "chaosmesh-sec-faults")
+OUR_NAMESPACES = (RUNNER_NAMESPACE, FAULT_NAMESPACE)
 
 
 def _grant(
@@ -151,6 +152,9 @@ def applied(
     if RUNNER_NAMESPACE in existing:
         pytest.skip(f"deploy/ is already applied here ({RUNNER_NAMESPACE}): not touching it")
     ours = [d for d in rendered if d["kind"] in APPLIED_KINDS]
+    made = [  # what the teardown deletes: not a Namespace that was there before (the lab's)
+        d for d in ours if d["kind"] != "Namespace" or d["metadata"]["name"] not in existing
+    ]
     # Namespaces first: the rest lives in them
     ours.sort(key=lambda d: d["kind"] != "Namespace")
     stream = yaml.safe_dump_all(ours)
@@ -167,11 +171,8 @@ def applied(
         )
         yield ours
     finally:
-        # everything applied, Namespaces last, and only those that did not exist before
-        ours = [
-            d for d in ours if d["kind"] != "Namespace" or d["metadata"]["name"] not in existing
-        ]
-        ours.sort(key=lambda d: d["kind"] == "Namespace")
+        # everything applied, Namespaces last (those this module created)
+        made.sort(key=lambda d: d["kind"] == "Namespace")
         _run(
             kubectl,
             lab,
@@ -180,7 +181,7 @@ def applied(
             "--wait=false",
             "-f",
             "-",
-            stdin=yaml.safe_dump_all(ours),
+            stdin=yaml.safe_dump_all(made),
             check=False,
         )
 

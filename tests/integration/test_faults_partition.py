@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from chaosmesh_sec._pack_pods import FAULT_NAMESPACE, NODE_LOSS_TAINTS
+from chaosmesh_sec import _run
+from chaosmesh_sec._pack_pods import NODE_LOSS_TAINTS
+from chaosmesh_sec._run import FAULT_NAMESPACE
 from chaosmesh_sec.errors import InvalidInput
-from chaosmesh_sec.faults._ledger import RUN_LABEL
+from chaosmesh_sec.faults._ledger import OWNER_LABEL, RUN_LABEL
 from chaosmesh_sec.faults.apiserver_partition import (
     FAULT_LABEL,
     heal_apiserver_partition,
@@ -39,6 +41,11 @@ def cfg(lab: Path) -> dict[str, str]:
 
 
 FAULTS = FAULT_NAMESPACE  # the experiments' default; the lab makes it as deploy/ does
+
+
+def _entry(done: dict[str, Any], node: str) -> dict[str, Any]:
+    """What a heal reports of the partition ``done``: its id, its run's, its node."""
+    return {"run_id": done["run_id"], "owner_run": done["owner_run"], "node": node}
 
 
 def test_partition_cuts_only_its_node_and_the_rollback_restores_iptables(
@@ -69,7 +76,7 @@ def test_partition_cuts_only_its_node_and_the_rollback_restores_iptables(
         healed = heal_apiserver_partition(
             node=NODE2.name, fault_namespace=FAULTS, configuration=cfg
         )
-    assert healed["healed"] == [{"run_id": done["run_id"], "node": NODE2.name}]
+    assert healed["healed"] == [_entry(done, NODE2.name)]
     assert reaches_apiserver(NODE2.netns)
     assert inspect.iptables_save(NODE2.netns) == before
     eventually(lambda: not fault_pods(core), 30, "the fault pod to be gone")
@@ -110,7 +117,7 @@ def test_partition_removes_itself_when_its_time_is_up(
     # Nothing left to heal; the finished fault pod is reported expired and cleaned up.
     healed = heal_apiserver_partition(fault_namespace=FAULTS, configuration=cfg)
     assert healed["healed"] == [] and healed["failed"] == []
-    assert healed["expired"] == [{"run_id": done["run_id"], "node": done["node"]}]
+    assert healed["expired"] == [_entry(done, done["node"])]
     eventually(lambda: not fault_pods(core), 30, "the fault pod to be gone")
 
 
@@ -165,8 +172,9 @@ def test_the_heal_runs_nothing_read_from_the_cluster_and_leaves_strangers_alone(
     core: client.CoreV1Api, api: client.ApiClient, cfg: dict[str, str], namespace: str
 ) -> None:
     """Spoofed fault pods with a hostile annotation, in another namespace and in the fault
-    namespace (one of the pack's shape, one without a run id): the heal runs none of
-    their commands, heals the real fault, lists the stranger and leaves it there."""
+    namespace (one of the pack's shape and of this run, one without a run id): the heal
+    runs none of their commands, heals the real fault, lists the stranger and leaves it
+    there (the stranger is not of any run: it is listed all the same)."""
     faults, other = namespace, "default"
     markers = {k: Path(f"/tmp/cms-spoof-{uuid.uuid4().hex}") for k in ("other", "shape", "odd")}
     shaped = uuid.uuid4().hex[:8]
@@ -186,7 +194,7 @@ def test_the_heal_runs_nothing_read_from_the_cluster_and_leaves_strangers_alone(
             faults,
             _spoof(
                 f"cms-partition-{shaped}",
-                {**fault, RUN_LABEL: shaped},
+                {**fault, RUN_LABEL: shaped, OWNER_LABEL: _run.run_id()},  # this run's
                 markers["shape"],
                 NODE2.name,
             ),
@@ -216,7 +224,11 @@ def test_the_heal_runs_nothing_read_from_the_cluster_and_leaves_strangers_alone(
             wait_lease_renewed(api, NODE2.name)
         assert reaches_apiserver(NODE2.netns)
         assert f"CMS-{done['run_id']}" not in inspect.iptables_save(NODE2.netns)
-        assert {"run_id": done["run_id"], "node": NODE2.name} in healed["healed"]
+        assert {
+            "run_id": done["run_id"],
+            "owner_run": done["owner_run"],
+            "node": NODE2.name,
+        } in healed["healed"]
         assert healed["failed"] == []
         assert [s["pod"] for s in healed["strangers"]] == [f"{faults}/cms-partition-odd"]
         assert RUN_LABEL in healed["strangers"][0]["why"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kubernetes import client
 
+from chaosmesh_sec import _run
 from chaosmesh_sec.faults import _ledger, churn
 from tests.lab_fixtures import deploy_pause, eventually
 
@@ -52,9 +53,14 @@ def test_rollback_restores_the_count_before_the_first_change(
     assert (entry["name"], entry["replicas_before"], entry["replicas_now"]) == ("web", 3, 0)
 
     healed = _rollback(lab, namespace)  # the runner "crashed": no rollback ran
-    assert healed["replicas"] == [
-        {"name": "web", "namespace": namespace, "replicas": 3, "previous_replicas": 0}
-    ]
+    [restored] = healed["replicas"]  # type: ignore[misc]
+    assert {k: restored[k] for k in ("name", "namespace", "replicas", "previous_replicas")} == {
+        "name": "web",
+        "namespace": namespace,
+        "replicas": 3,
+        "previous_replicas": 0,
+    }
+    assert restored["run_id"] == _run.run_id() and restored["changed_by"] == "scale_deployment"
     dep = apps.read_namespaced_deployment("web", namespace)
     assert dep.spec.replicas == 3
     assert _ledger.FAULT_LABEL not in (dep.metadata.labels or {})

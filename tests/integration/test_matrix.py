@@ -20,6 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from chaosmesh_sec import _run
 from chaosmesh_sec.client import core_v1
 from chaosmesh_sec.errors import FailOpen
 from chaosmesh_sec.faults import churn, ip_recycle
@@ -32,6 +33,7 @@ from chaosmesh_sec.probes import _matrix_evidence, _matrix_spec, matrix
 from tests.lab_fixtures import curl_pod, eventually, wait_drained, wait_lease_renewed
 
 NS = "default"
+FAULTS = _run.FAULT_NAMESPACE  # the experiments' default fault_namespace (the lab makes it)
 
 pytestmark = pytest.mark.usefixtures("kit_holds")
 
@@ -264,7 +266,7 @@ def test_a_service_left_without_endpoints_is_no_deny(
             "both cells as expected while helloworld-v1 is served",
         )
         cut = partition_node_from_apiserver(
-            node="lab-node-2", scope="host", duration_seconds=120, fault_namespace="default"
+            node="lab-node-2", scope="host", duration_seconds=120, fault_namespace=FAULTS
         )
         try:
             eventually(lambda: not endpoint_ready(), 90, "helloworld-v1 to leave its endpoints")
@@ -277,7 +279,7 @@ def test_a_service_left_without_endpoints_is_no_deny(
             result = eventually(both_unserved, 30, "both cells to see helloworld-v1 unserved")
         finally:
             heal_apiserver_partition(
-                node="lab-node-2", run_id=cut["run_id"], fault_namespace="default"
+                node="lab-node-2", run_id=cut["run_id"], fault_namespace=FAULTS
             )
             wait_lease_renewed(api, "lab-node-2")
     finally:
@@ -311,12 +313,12 @@ def test_sampling_across_a_partition_records_each_cell_over_time(api: client.Api
     sampler.start()
     time.sleep(4)
     cut = partition_node_from_apiserver(
-        node="lab-node-2", scope="node", duration_seconds=120, fault_namespace="default"
+        node="lab-node-2", scope="node", duration_seconds=120, fault_namespace=FAULTS
     )
     try:
         time.sleep(12)
     finally:
-        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"], fault_namespace="default")
+        heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"], fault_namespace=FAULTS)
         sampler.join(timeout=90)
         wait_lease_renewed(api, "lab-node-2")
     result = box["result"]

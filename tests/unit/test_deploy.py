@@ -4,6 +4,7 @@ API calls; the CronJob, the image and the kustomization keep their promises. Fil
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,13 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from chaosmesh_sec import _run
 from chaosmesh_sec import gameday as gd
+from chaosmesh_sec.lab.nodes import fault_namespace_manifest
 from tests import deploy_permissions as dp
 
 CODE_DIRS = ("chaosmesh_sec/faults", "chaosmesh_sec/probes", "chaosmesh_sec/controls")
-CODE_FILES = ("chaosmesh_sec/client.py", "chaosmesh_sec/_kube.py")
+CODE_FILES = ("chaosmesh_sec/client.py", "chaosmesh_sec/_kube.py", "chaosmesh_sec/_lease.py")
 REST = re.compile(r"(list|read|create|delete|patch|replace|connect|get)_[a-z0-9_]+$")
 COMPONENT_NAMES = sorted(p.name for p in dp.COMPONENTS.iterdir() if p.is_dir())
 
@@ -180,6 +183,17 @@ def test_namespaces_and_service_accounts(data: dict[str, Any]) -> None:
     runner = data["runner"]
     assert (runner["namespace"], runner["serviceAccount"]) in accounts
     assert ("default", "chaosmesh-sec-caller") in accounts
+
+
+def test_fault_namespace_is_the_pack_default_the_lab_makes_and_deploy_applies() -> None:
+    [applied] = [
+        d for d in _docs("namespace.yaml") if d["metadata"]["name"] == _run.FAULT_NAMESPACE
+    ]
+    assert fault_namespace_manifest() == applied  # the lab's, made at lab up: the same
+    for path in sorted((dp.ROOT / "experiments").glob("*.json")):
+        declared = json.loads(path.read_text())["configuration"].get("fault_namespace")
+        if declared is not None:
+            assert declared["default"] == _run.FAULT_NAMESPACE, path.name
 
 
 def test_cronjob_runs_unprivileged_and_fails_loudly() -> None:

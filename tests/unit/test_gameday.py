@@ -3,6 +3,7 @@ game days run against a stand-in ``chaos`` that writes canned journals (no clust
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -13,7 +14,8 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -713,6 +715,16 @@ class Fake:
                     "junit": out_dir / "junit.xml"}  # fmt: skip
 
         monkeypatch.setattr(chaosmesh_sec.report, "write_reports", write_reports, raising=False)
+        self.leases: list[str] = []
+
+        @contextlib.contextmanager
+        def held_for(plan: Any, namespace: str, configuration: Any) -> Iterator[Any]:
+            # Where this fake stops: the run Lease (no cluster in the unit tier; the real
+            # one is tested against the lab in tests/integration/test_run_lease.py).
+            self.leases.append(namespace)
+            yield types.SimpleNamespace(identity="fake-holder")
+
+        monkeypatch.setattr(gd_run, "held_for", held_for)
 
     def can(self, stem: str, j: dict[str, Any]) -> None:
         (self.journals / f"{stem}.json").write_text(json.dumps(j))

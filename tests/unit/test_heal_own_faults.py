@@ -140,7 +140,8 @@ def test_heal_leftovers_tries_every_entry_and_records_any_failure(
         raise RuntimeError("not the pack's")
 
     entries = [
-        {"name": n, "namespace": "a", "changed_by": "t", "changed_at": "t"} for n in ("x", "y")
+        {"name": n, "namespace": "a", "changed_by": "t", "changed_at": "t", "run_id": None}
+        for n in ("x", "y")
     ]
     restored: list[str] = []
 
@@ -154,6 +155,7 @@ def test_heal_leftovers_tries_every_entry_and_records_any_failure(
     monkeypatch.setattr(leftovers, "apps_v1", lambda *a: None)
     monkeypatch.setattr(leftovers._ledger, "pending_replicas", lambda *a: entries)
     monkeypatch.setattr(leftovers, "restore_replicas", restore)
+    monkeypatch.setattr(leftovers, "_clear_recycled", lambda *a: None)
     with pytest.raises(RollbackFailed) as info:
         leftovers.heal_leftovers()
     assert restored == ["y"]

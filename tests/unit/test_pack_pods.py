@@ -14,10 +14,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from chaosmesh_sec import _pack_pods
+from chaosmesh_sec import _pack_pods, _run
 from chaosmesh_sec.faults import apiserver_partition
 from chaosmesh_sec.faults._partition_rules import Endpoint, new_run_id, plan
-from chaosmesh_sec.lab import nodes
 from chaosmesh_sec.probes import _node_pod, cni_chain, redirection
 
 pytestmark = pytest.mark.unit
@@ -162,14 +161,4 @@ def test_no_pod_of_the_pack_defaults_to_namespace_default() -> None:
         (redirection.redirection_in_place, "probe_namespace"),
     ):
         default = inspect.signature(activity).parameters[name].default
-        assert default == _pack_pods.FAULT_NAMESPACE, activity.__name__
-    for path in sorted((ROOT / "experiments").glob("*.json")):
-        declared = json.loads(path.read_text()).get("configuration", {}).get("fault_namespace")
-        if declared:
-            assert declared["default"] == _pack_pods.FAULT_NAMESPACE, path.name
-
-
-def test_the_lab_makes_the_fault_namespace_as_deploy_does() -> None:
-    ns = nodes.faults_namespace()
-    assert ns["metadata"]["name"] == _pack_pods.FAULT_NAMESPACE
-    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+        assert default == _run.FAULT_NAMESPACE, activity.__name__

@@ -653,3 +653,21 @@ def test_every_sidecar_pod_is_drawn_with_the_journals_redirection_verdict(
     assert drawn == expected
     assert ("during", "caught") in {(phase, verdict) for phase, _pod, verdict in drawn}
     assert "### Traffic redirection (sidecar pods)" in written["markdown"]
+
+
+def test_the_safety_net_shows_the_run_id_and_a_refused_run(tmp_path: Path) -> None:
+    from chaosmesh_sec.journal import SAFETY_NET_EXTENSION
+
+    journal = _load("smoke")
+    journal["extensions"] = [
+        {
+            "name": SAFETY_NET_EXTENSION,
+            "run_id": "0123456789ab",
+            "lease": {"refused": "another run holds the run lease: run fedcba987654"},
+            "healed": None,
+        }
+    ]
+    out = _render(tmp_path, [_write(tmp_path, "smoke", journal)])
+    for text in (out["markdown"], out["html"]):
+        assert "0123456789ab" in text
+        assert "run not started: another run holds the run lease: run fedcba987654" in text
