@@ -34,6 +34,16 @@ def _still_in_effect(partition: Any) -> bool:
     return bool(partition.get("healed") or partition.get("ended") or partition.get("failed"))
 
 
+def _heal_inputs(node: Any, namespace: Any, fault_namespace: Any) -> tuple[str, str, str]:
+    """:func:`heal_leftovers`' input check (pure)."""
+    return (
+        _validate.optional_dns_subdomain("node", node),
+        _validate.optional_dns_label("namespace", namespace),
+        _validate.dns_label("fault_namespace", fault_namespace),
+    )
+
+
+@_validate.checks(_heal_inputs)
 def heal_leftovers(
     node: str = "",
     namespace: str = "",
@@ -49,9 +59,7 @@ def heal_leftovers(
     [...], "nothing_left": bool}`. Every entry is tried even when one fails; then
     `RollbackFailed` (carrying that result) names all that failed.
     """
-    node = _validate.optional_dns_subdomain("node", node)
-    namespace = _validate.optional_dns_label("namespace", namespace)
-    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
+    node, namespace, fault_namespace = _heal_inputs(node, namespace, fault_namespace)
     failures: list[str] = []
     unreachable: list[bool] = []  # per failure: was it the API server that could not be reached
     result: JSONObject = {

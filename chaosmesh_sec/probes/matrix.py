@@ -56,6 +56,32 @@ _BASELINES: dict[str, dict[spec.CellKey, str]] = {}
 _BASELINES_LOCK = threading.Lock()
 
 
+def _matrix_inputs(
+    matrix: Any,
+    sources: Any,
+    destinations: Any,
+    narrow_sources: Any,
+    record_as: Any,
+    compare_to: Any,
+    wait_seconds: Any,
+    fail_on_fail_open: Any,
+    parallel: Any,
+) -> tuple[spec.Matrix, dict[str, str], str, str, int, bool, int]:
+    """:func:`identity_matrix`'s input check (no API call: it reads the matrix file;
+    whether `compare_to` was recorded is the run's state, asked when the probe runs)."""
+    parsed = _restricted(_load(matrix), sources, destinations)
+    return (
+        parsed,
+        _narrowing(narrow_sources, parsed),
+        _validate.optional_dns_label("record_as", record_as),
+        _validate.optional_dns_label("compare_to", compare_to),
+        _validate.duration("wait_seconds", wait_seconds, minimum=0, maximum=3600),
+        _validate.boolean("fail_on_fail_open", fail_on_fail_open),
+        _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL),
+    )
+
+
+@_validate.checks(_matrix_inputs)
 def identity_matrix(
     matrix: str = "",
     sources: str = "",
@@ -103,13 +129,19 @@ def identity_matrix(
     itself). Only the last Envoy on the way shows: behind a client's sidecar, the
     server sidecar's reply reads `app`. Evidence only: no verdict depends on it.
     """
-    parsed = _restricted(_load(matrix), sources, destinations)
-    narrowing = _narrowing(narrow_sources, parsed)
-    wait_seconds = _validate.duration("wait_seconds", wait_seconds, minimum=0, maximum=3600)
-    fail_on_fail_open = _validate.boolean("fail_on_fail_open", fail_on_fail_open)
-    record_as = _validate.optional_dns_label("record_as", record_as)
-    compare_to = _validate.optional_dns_label("compare_to", compare_to)
-    parallel = _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL)
+    parsed, narrowing, record_as, compare_to, wait_seconds, fail_on_fail_open, parallel = (
+        _matrix_inputs(
+            matrix,
+            sources,
+            destinations,
+            narrow_sources,
+            record_as,
+            compare_to,
+            wait_seconds,
+            fail_on_fail_open,
+            parallel,
+        )
+    )
     baseline = None
     if compare_to:
         with _BASELINES_LOCK:
@@ -146,6 +178,29 @@ def identity_matrix(
     return out
 
 
+def _sampling_inputs(
+    matrix: Any,
+    sources: Any,
+    destinations: Any,
+    narrow_sources: Any,
+    duration_seconds: Any,
+    interval_seconds: Any,
+    wait_seconds: Any,
+    parallel: Any,
+) -> tuple[spec.Matrix, dict[str, str], int, float, int, int]:
+    """:func:`sample_matrix`'s input check (no API call: it reads the matrix file)."""
+    parsed = _restricted(_load(matrix), sources, destinations)
+    return (
+        parsed,
+        _narrowing(narrow_sources, parsed),
+        _validate.positive_int("duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS),
+        _validate.positive_number("interval_seconds", interval_seconds),
+        _validate.non_negative_int("wait_seconds", wait_seconds),
+        _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL),
+    )
+
+
+@_validate.checks(_sampling_inputs)
 def sample_matrix(
     matrix: str = "",
     sources: str = "",
@@ -175,14 +230,16 @@ def sample_matrix(
     `$.holds` (every cell as expected in every round); `fail_open` lists each moment
     a cell was fail-open.
     """
-    parsed = _restricted(_load(matrix), sources, destinations)
-    narrowing = _narrowing(narrow_sources, parsed)
-    duration_seconds = _validate.positive_int(
-        "duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS
+    parsed, narrowing, duration_seconds, interval, wait_seconds, parallel = _sampling_inputs(
+        matrix,
+        sources,
+        destinations,
+        narrow_sources,
+        duration_seconds,
+        interval_seconds,
+        wait_seconds,
+        parallel,
     )
-    interval = _validate.positive_number("interval_seconds", interval_seconds)
-    wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
-    parallel = _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL)
     core = core_v1(configuration, secrets)
     _check(core, parsed, narrowing, wait_seconds, 1, None, ask=False)  # pods there, or raise
     started_at = datetime.now(UTC)
