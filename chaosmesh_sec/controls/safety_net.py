@@ -20,6 +20,16 @@ one experiment at a time per cluster (a game day does). Any failure, the pack's 
 not, is recorded as the record's ``error`` (with what was healed all the same): the
 game day then exits 3.
 
+Before the run (``before_experiment_control``), the **preflight**
+(:mod:`chaosmesh_sec.controls._preflight`) checks the arguments of every pack activity
+of the experiment, in every phase, with the activities' own input checks and no API
+call: bad input stops the run before the steady state is first probed (status
+``interrupted``, ``chaos run`` exits 1), named in the journal record's ``preflight``;
+the heal is then skipped (the run changed nothing). During the method, a pack fault
+action that fails stops it (:mod:`chaosmesh_sec.controls._stops`, registered by
+``configure_control``): status ``aborted``, no further method activity, the rollbacks
+and this heal still run; the record's ``stopped`` names it.
+
 A fail-open cell anywhere in the journal (before, during or after the method, in the
 method itself or its rollbacks) marks the run ``deviated``, so ``chaos run`` exits
 non-zero even when the hypothesis' tolerance let the cell through.
@@ -31,12 +41,13 @@ import logging
 from typing import Any
 
 from chaosmesh_sec.client import exception_brief
+from chaosmesh_sec.controls import _preflight, _stops
 from chaosmesh_sec.errors import RollbackFailed
 from chaosmesh_sec.faults._ledger import FAULT_NAMESPACE
 from chaosmesh_sec.faults.leftovers import heal_leftovers
 from chaosmesh_sec.journal import SAFETY_NET_EXTENSION, fail_open_cells
 
-__all__ = ["after_experiment_control"]
+__all__ = ["after_experiment_control", "before_experiment_control", "configure_control"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -46,6 +57,22 @@ def _fault_namespace(argument: str, configuration: dict[str, Any] | None) -> str
         return argument
     given = (configuration or {}).get("fault_namespace")
     return given if isinstance(given, str) and given else FAULT_NAMESPACE
+
+
+def configure_control(event_registry: Any = None, **kwargs: Any) -> None:
+    """Watch this run's method for a failed fault action (see :mod:`._stops`)."""
+    _stops.watch(event_registry)
+
+
+def before_experiment_control(
+    context: Any,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    """The preflight: every pack activity's arguments checked, no API call (see
+    :mod:`._preflight`); raises chaoslib's ``InterruptExecution`` on bad input."""
+    _preflight.preflight(context if isinstance(context, dict) else {}, configuration, secrets)
 
 
 def after_experiment_control(
@@ -59,10 +86,42 @@ def after_experiment_control(
 ) -> None:
     """Heal leftovers once the experiment (and any rollbacks) ended; note it in the journal."""
     record: dict[str, Any] = {"name": SAFETY_NET_EXTENSION}
+    refused = _preflight.refused()
+    stopped = _stops.stopped()
+    if stopped:
+        record["stopped"] = stopped
+    if refused:
+        record["preflight"] = {"refused": [r.to_json() for r in refused]}
+        logger.info("safety net: the preflight refused the run: nothing was changed, no heal")
+    else:
+        _heal(
+            record,
+            namespace,
+            _fault_namespace(fault_namespace, configuration),
+            configuration,
+            secrets,
+        )
+    if isinstance(state, dict):
+        opened = fail_open_cells(state)
+        if opened:
+            record["fail_open_cells"] = opened
+            if not state.get("deviated"):
+                logger.error("safety net: %d fail-open cell(s): the run is deviated", opened)
+                state["deviated"] = True
+        state.setdefault("extensions", []).append(record)
+
+
+def _heal(
+    record: dict[str, Any],
+    namespace: str,
+    fault_namespace: str,
+    configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None,
+) -> None:
     try:
         record["healed"] = heal_leftovers(
             namespace=namespace,
-            fault_namespace=_fault_namespace(fault_namespace, configuration),
+            fault_namespace=fault_namespace,
             configuration=configuration,
             secrets=secrets,
         )
@@ -76,11 +135,3 @@ def after_experiment_control(
             logger.info("safety net: no fault left in effect")
         else:
             logger.warning("safety net: healed faults the rollbacks left: %s", record["healed"])
-    if isinstance(state, dict):
-        opened = fail_open_cells(state)
-        if opened:
-            record["fail_open_cells"] = opened
-            if not state.get("deviated"):
-                logger.error("safety net: %d fail-open cell(s): the run is deviated", opened)
-                state["deviated"] = True
-        state.setdefault("extensions", []).append(record)
