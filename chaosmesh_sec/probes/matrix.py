@@ -22,7 +22,6 @@ annotations``: chaoslib reads the signatures.
 import dataclasses
 import logging
 import math
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +43,7 @@ from chaosmesh_sec.probes import _matrix_evidence as evidence
 from chaosmesh_sec.probes import _matrix_judgement as judgement
 from chaosmesh_sec.probes import _matrix_spec as spec
 from chaosmesh_sec.probes import _matrix_timeline as timeline
+from chaosmesh_sec.probes._baselines import RunRecords
 
 __all__ = ["identity_matrix", "sample_matrix"]
 
@@ -52,8 +52,7 @@ logger = logging.getLogger("chaostoolkit")
 
 MAX_PARALLEL = 32
 MAX_SAMPLING_SECONDS = 3600
-_BASELINES: dict[str, dict[spec.CellKey, str]] = {}
-_BASELINES_LOCK = threading.Lock()
+_BASELINES: RunRecords[dict[spec.CellKey, str]] = RunRecords("matrix baseline")
 
 
 def _matrix_inputs(
@@ -144,8 +143,7 @@ def identity_matrix(
     )
     baseline = None
     if compare_to:
-        with _BASELINES_LOCK:
-            baseline = _BASELINES.get(compare_to)
+        baseline = _BASELINES.get(compare_to)
         if baseline is None:
             raise InvalidInput(
                 "compare_to", f"no baseline {compare_to!r} recorded earlier in this run"
@@ -155,8 +153,7 @@ def identity_matrix(
     started = time.monotonic()
     senders, outcome = _check(core, parsed, narrowing, wait_seconds, parallel, baseline)
     if record_as:
-        with _BASELINES_LOCK:
-            _BASELINES.setdefault(record_as, outcome.verdicts())  # first write wins
+        _BASELINES.record(record_as, outcome.verdicts())  # once per run: the first wins
     out = outcome.to_json()
     out.update(
         {

@@ -11,7 +11,6 @@ chaoslib reads these signatures.
 """
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -20,13 +19,13 @@ from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.errors import InvalidInput
+from chaosmesh_sec.probes._baselines import RunRecords
 
 __all__ = ["certificate_rotation", "proxy_certificates"]
 
 CERTS_COMMAND = ["pilot-agent", "request", "GET", "certs"]
 EXEC_TIMEOUT = 20
-_SERIALS: dict[str, dict[str, str]] = {}
-_SERIALS_LOCK = threading.Lock()
+_SERIALS: RunRecords[dict[str, str]] = RunRecords("certificate serials")
 
 
 def _certificates_inputs(
@@ -81,8 +80,7 @@ def proxy_certificates(
     if not proxies:
         bad.append(f"no running pod with a {container!r} container in {namespace!r}")
     if record_as:
-        with _SERIALS_LOCK:
-            _SERIALS[record_as] = {p["pod"]: p["serial"] for p in proxies if p["serial"]}
+        _SERIALS.record(record_as, {p["pod"]: p["serial"] for p in proxies if p["serial"]})
     return {
         "ok": not bad,
         "reason": "; ".join(bad) or None,
@@ -124,8 +122,7 @@ def certificate_rotation(
     compare_to, query = _rotation_inputs(
         compare_to, namespace, label_selector, container, trust_domain
     )
-    with _SERIALS_LOCK:
-        before = _SERIALS.get(compare_to)
+    before = _SERIALS.get(compare_to)
     if before is None:
         raise InvalidInput("compare_to", f"no serials {compare_to!r} recorded earlier in this run")
     proxies = query.run(configuration, secrets)
