@@ -11,6 +11,10 @@ the same function the activity calls first). No API call is made. Any refusal st
 run: chaoslib's ``InterruptExecution``, whose message names the phase, the activity and
 the input; the journal's status is then ``interrupted`` and ``chaos run`` exits 1.
 
+Every activity's pauses (``pauses.before`` / ``after``, the pack's or not) must be a
+number of seconds up to 24 h: chaoslib would only find a bad one by failing to sleep,
+after the activity ran.
+
 What only the cluster can tell (a node that does not exist, more replicas asked for
 than run, a baseline not recorded yet) is not known here: the activity refuses it
 when it runs (and a fault action's failure stops the method: :mod:`._stops`).
@@ -31,7 +35,15 @@ from chaosmesh_sec import _validate
 from chaosmesh_sec.client import exception_brief
 from chaosmesh_sec.errors import InvalidInput
 
-__all__ = ["PHASES", "Refusal", "pack_activities", "preflight", "refusals", "refused"]
+__all__ = [
+    "PHASES",
+    "Refusal",
+    "activities",
+    "pack_activities",
+    "preflight",
+    "refusals",
+    "refused",
+]
 
 PACK = "chaosmesh_sec."
 PHASES = ("steady-state-hypothesis", "method", "rollbacks")
@@ -64,7 +76,7 @@ class Refusal:
         }
 
 
-def pack_activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """Every activity of the experiment, by phase, references resolved (pure)."""
     declared: list[tuple[str, Any]] = [
         ("steady-state-hypothesis", a)
@@ -77,9 +89,13 @@ def pack_activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Mappin
         if isinstance(a, Mapping) and "ref" not in a and "name" in a
     }
     for phase, given in declared:
-        if not isinstance(given, Mapping):
-            continue
-        activity = by_name.get(given["ref"], {}) if "ref" in given else given
+        if isinstance(given, Mapping):
+            yield phase, (by_name.get(given["ref"], {}) if "ref" in given else given)
+
+
+def pack_activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The pack's activities (a Python provider in ``chaosmesh_sec``), by phase (pure)."""
+    for phase, activity in activities(experiment):
         provider = activity.get("provider") or {}
         module = provider.get("module")
         if provider.get("type") == "python" and isinstance(module, str) and module.startswith(PACK):
@@ -92,7 +108,7 @@ def refusals(
     secrets: Mapping[str, Any] | None,
 ) -> list[Refusal]:
     """Each pack activity whose arguments (as chaoslib will pass them) its check refuses."""
-    found: list[Refusal] = []
+    found = _pause_refusals(experiment, configuration, secrets)
     for phase, activity in pack_activities(experiment):
         provider = activity["provider"]
         where = f"{provider['module']}.{provider.get('func')}"
@@ -137,6 +153,32 @@ def preflight(
 def refused() -> list[Refusal]:
     """The refusals of the last preflight (empty: it passed, or did not run)."""
     return list(_Outcome.refused)
+
+
+def _pause_refusals(
+    experiment: Mapping[str, Any],
+    configuration: Mapping[str, Any] | None,
+    secrets: Mapping[str, Any] | None,
+) -> list[Refusal]:
+    """Any activity's pause (``pauses.before`` / ``after``, often a ``${var}``) that is not
+    a number of seconds up to 24 h: chaoslib would only find out by failing to sleep,
+    after the activity ran."""
+    found = []
+    for phase, activity in activities(experiment):
+        pauses = activity.get("pauses")
+        if not isinstance(pauses, Mapping):
+            continue
+        if configuration or secrets:
+            pauses = substitute(dict(pauses), configuration, secrets)
+        for when in ("before", "after"):
+            if pauses.get(when) is None:
+                continue
+            try:
+                _validate.seconds(f"pauses.{when}", pauses[when], 0)
+            except InvalidInput as exc:
+                name = str(activity.get("name"))
+                found.append(Refusal(phase, name, "pauses", exc.name, exc.problem))
+    return found
 
 
 def _inputs(

@@ -91,6 +91,13 @@ def test_each_shipped_experiment_passes_the_preflight_as_it_is(path: Path) -> No
             "fault_namespace",
         ),
         ("workload-churn", "churn_replicas", "yes", "scale-workload", "replicas"),
+        (
+            "apiserver-partition",
+            "hold_seconds",
+            "abc",
+            "partition-node-from-apiserver",
+            "pauses.after",
+        ),
     ],
 )
 def test_a_bad_var_is_refused_naming_the_activity_and_the_input(
