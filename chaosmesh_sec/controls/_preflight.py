@@ -143,7 +143,10 @@ def preflight(
 ) -> None:
     """Check every pack activity's arguments; raise ``InterruptExecution`` on any refusal
     (every refusal is kept for the journal: :func:`refused`)."""
-    found = refusals(experiment, configuration, secrets)
+    try:
+        found = refusals(experiment, configuration, secrets)
+    except Exception as exc:  # noqa: BLE001 - chaoslib would swallow it and run unchecked
+        found = [Refusal("experiment", "?", "preflight", "?", exception_brief(exc))]
     _Outcome.refused = tuple(found)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from chaoslib.configuration import load_configuration
+from chaoslib.exceptions import InterruptExecution
 
 import chaosmesh_sec
 from chaosmesh_sec import _validate
@@ -243,3 +244,9 @@ def _touch(name: str, path: Path) -> dict[str, Any]:
         "name": name,
         "provider": {"type": "process", "path": "touch", "arguments": str(path)},
     }
+
+
+def test_an_experiment_the_preflight_cannot_read_stops_the_run_too() -> None:
+    with pytest.raises(InterruptExecution, match="preflight"):
+        _preflight.preflight({"steady-state-hypothesis": ["not", "a", "mapping"]}, {}, None)
+    assert _preflight.refused()[0].phase == "experiment"
