@@ -22,6 +22,7 @@ from chaoslib.exceptions import InterruptExecution
 import chaosmesh_sec
 from chaosmesh_sec import _validate
 from chaosmesh_sec.controls import _preflight, _stops
+from chaosmesh_sec.gameday.verdict import EXIT_NOT_APPLIED, journal_exit_code
 from chaosmesh_sec.journal import safety_net_records
 from tests.chaos_runs import EXPERIMENTS, chaos_run
 from tests.recorder import Recorder
@@ -176,6 +177,7 @@ def test_chaos_run_with_a_bad_var_stops_before_the_steady_state_with_no_request(
     assert refusal["activity"] == "kill-istiod-replicas"
     assert refusal["input"] == "timeout_seconds"
     assert "healed" not in record
+    assert journal_exit_code(run) == EXIT_NOT_APPLIED  # the game day: not applied
     assert "timeout_seconds" in run["_stderr"] and "kill-istiod-replicas" in run["_stderr"]
 
 
@@ -209,6 +211,7 @@ def test_a_failed_fault_action_stops_the_method_and_the_rollbacks_still_run(
     assert [r["activity"]["name"] for r in run["rollbacks"]] == ["rollback"]
     (record,) = safety_net_records(run)
     assert record["stopped"] == {"phase": "method", "activity": "kill", "status": "aborted"}
+    assert journal_exit_code(run) >= EXIT_NOT_APPLIED
 
 
 def _probe(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
