@@ -12,7 +12,8 @@ Faults and probes both use them: this module is on the floor below both.
 import ipaddress
 import math
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from chaosmesh_sec.errors import InvalidInput
@@ -24,6 +25,8 @@ __all__ = [
     "MAX_TEXT",
     "MAX_TOKEN",
     "boolean",
+    "check_of",
+    "checks",
     "dns_label",
     "dns_subdomain",
     "duration",
@@ -68,6 +71,33 @@ _SELECTOR_TERM = re.compile(
     r"(\s*(=|==|!=)\s*[-A-Za-z0-9_.]*"
     r"|\s+(in|notin)\s+\(\s*[-A-Za-z0-9_.]*(\s*,\s*[-A-Za-z0-9_.]*)*\s*\))?"
 )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_CHECK = "__chaosmesh_sec_check__"
+
+
+def checks(check: Callable[..., object]) -> Callable[[_F], _F]:
+    """Declare ``check`` as the input check of the activity it decorates (one per activity).
+
+    ``check`` takes the activity's inputs by name, every one but ``configuration`` and
+    ``secrets``; it is pure (no API call, no side effect), raises :class:`InvalidInput`
+    naming the input, and returns the checked values. The activity calls it first; the
+    safety net's preflight calls it on every pack activity of an experiment, with the
+    arguments chaoslib will pass, before the run touches the cluster. The activity is
+    returned as it is (only marked), so its signature stays what chaoslib reads."""
+
+    def mark(func: _F) -> _F:
+        setattr(func, _CHECK, check)
+        return func
+
+    return mark
+
+
+def check_of(func: object) -> Callable[..., object] | None:
+    """The input check :func:`checks` declared for an activity, or None."""
+    found = getattr(func, _CHECK, None)
+    return found if callable(found) else None
 
 
 # ---------------------------------------------------------------- names

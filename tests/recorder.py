@@ -72,20 +72,31 @@ class Recorder:
         body: bytes = FORBIDDEN,
         headers: dict[str, str] | None = None,
         token: str = "recorder-token-not-a-secret",
+        answers: dict[tuple[str, str], tuple[int, bytes]] | None = None,
     ) -> None:
+        """``answers``: ``(method, path prefix) -> (status, body)`` for the few requests
+        a test needs answered otherwise; every other request gets ``status`` and ``body``."""
         self.seen: list[str] = []
-        seen, extra = self.seen, dict(headers or {})
+        seen, extra, special = self.seen, dict(headers or {}), dict(answers or {})
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 seen.append(f"{self.command} {self.path}")
-                self.send_response(status)
+                code, text = next(
+                    (
+                        answer
+                        for (method, prefix), answer in special.items()
+                        if self.command == method and self.path.startswith(prefix)
+                    ),
+                    (status, body),
+                )
+                self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 for key, value in extra.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(text)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(text)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 

@@ -25,6 +25,16 @@ says ``run_id`` and ``lease``. ``chaosmesh-sec rollback`` heals every run's. Any
 failure, the pack's or not, is recorded as the record's ``error`` (with what was
 healed all the same): the game day then exits 3.
 
+Before the run (``before_experiment_control``), the **preflight**
+(:mod:`chaosmesh_sec.controls._preflight`) checks the arguments of every pack activity
+of the experiment, in every phase, with the activities' own input checks and no API
+call: bad input stops the run before the steady state is first probed (status
+``interrupted``, ``chaos run`` exits 1), named in the journal record's ``preflight``;
+the heal is then skipped (the run changed nothing). During the method, a pack fault
+action that fails stops it (:mod:`chaosmesh_sec.controls._stops`, registered by
+``configure_control``): status ``aborted``, no further method activity, the rollbacks
+and this heal still run; the record's ``stopped`` names it.
+
 A fail-open cell anywhere in the journal (before, during or after the method, in the
 method itself or its rollbacks) marks the run ``deviated``, so ``chaos run`` exits
 non-zero even when the hypothesis' tolerance let the cell through.
@@ -38,12 +48,12 @@ from typing import Any
 
 from chaosmesh_sec._run import FAULT_NAMESPACE
 from chaosmesh_sec.client import exception_brief
-from chaosmesh_sec.controls import _run_lease
+from chaosmesh_sec.controls import _preflight, _run_lease, _stops
 from chaosmesh_sec.errors import RollbackFailed
 from chaosmesh_sec.faults.leftovers import heal_leftovers
 from chaosmesh_sec.journal import SAFETY_NET_EXTENSION, fail_open_cells
 
-__all__ = ["after_experiment_control", "before_experiment_control"]
+__all__ = ["after_experiment_control", "before_experiment_control", "configure_control"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -55,6 +65,11 @@ def _fault_namespace(argument: str, configuration: dict[str, Any] | None) -> str
     return given if isinstance(given, str) and given else FAULT_NAMESPACE
 
 
+def configure_control(event_registry: Any = None, **kwargs: Any) -> None:
+    """Watch this run's method for a failed fault action (see :mod:`._stops`)."""
+    _stops.watch(event_registry)
+
+
 def before_experiment_control(
     context: Any,
     configuration: dict[str, Any] | None = None,
@@ -63,7 +78,10 @@ def before_experiment_control(
     fault_namespace: str = "",
     **kwargs: Any,
 ) -> None:
-    """Begin the run and take the run Lease; interrupt the run if it may not start."""
+    """The preflight first (every pack activity's arguments checked, no API call: see
+    :mod:`._preflight`), then begin the run and take the run Lease (:mod:`._run_lease`).
+    Raises chaoslib's ``InterruptExecution`` on bad input or when the run may not start."""
+    _preflight.preflight(context if isinstance(context, dict) else {}, configuration, secrets)
     _run_lease.begin(
         context,
         _fault_namespace(fault_namespace, configuration),
@@ -86,28 +104,24 @@ def after_experiment_control(
     run Lease; note both in the journal."""
     run = _run_lease.current()
     record: dict[str, Any] = {"name": SAFETY_NET_EXTENSION, **_run_lease.record(run)}
-    try:
-        if run is not None and run.refused:
-            record["healed"] = None  # the run never began: nothing of it to heal
-        else:
-            record["healed"] = heal_leftovers(
-                namespace=namespace,
-                fault_namespace=_fault_namespace(fault_namespace, configuration),
-                configuration=configuration,
-                secrets=secrets,
-            )
-    except Exception as exc:  # noqa: BLE001 - whatever it is, the journal must say so
-        logger.error("safety net: could not heal everything: %s", exception_brief(exc))
-        record["error"] = exception_brief(exc)
-        if isinstance(exc, RollbackFailed) and exc.result is not None:
-            record["healed"] = exc.result
+    refused = _preflight.refused()
+    stopped = _stops.stopped()
+    if stopped:
+        record["stopped"] = stopped
+    if refused:
+        record["preflight"] = {"refused": [r.to_json() for r in refused]}
+        record["healed"] = None
+        logger.info("safety net: the preflight refused the run: nothing was changed, no heal")
+    elif run is not None and run.refused:
+        record["healed"] = None  # the run never began: nothing of it to heal
     else:
-        if record["healed"] is None:
-            pass
-        elif record["healed"]["nothing_left"]:
-            logger.info("safety net: no fault left in effect")
-        else:
-            logger.warning("safety net: healed faults the rollbacks left: %s", record["healed"])
+        _heal(
+            record,
+            namespace,
+            _fault_namespace(fault_namespace, configuration),
+            configuration,
+            secrets,
+        )
     if record["lease"] is not None:
         record["lease"]["release"] = _run_lease.end(run)
     if isinstance(state, dict):
@@ -118,3 +132,29 @@ def after_experiment_control(
                 logger.error("safety net: %d fail-open cell(s): the run is deviated", opened)
                 state["deviated"] = True
         state.setdefault("extensions", []).append(record)
+
+
+def _heal(
+    record: dict[str, Any],
+    namespace: str,
+    fault_namespace: str,
+    configuration: dict[str, Any] | None,
+    secrets: dict[str, Any] | None,
+) -> None:
+    try:
+        record["healed"] = heal_leftovers(
+            namespace=namespace,
+            fault_namespace=fault_namespace,
+            configuration=configuration,
+            secrets=secrets,
+        )
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the journal must say so
+        logger.error("safety net: could not heal everything: %s", exception_brief(exc))
+        record["error"] = exception_brief(exc)
+        if isinstance(exc, RollbackFailed) and exc.result is not None:
+            record["healed"] = exc.result
+    else:
+        if record["healed"]["nothing_left"]:
+            logger.info("safety net: no fault left in effect")
+        else:
+            logger.warning("safety net: healed faults the rollbacks left: %s", record["healed"])

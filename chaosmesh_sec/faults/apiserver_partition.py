@@ -17,6 +17,7 @@ closer to a full cut, but then the rollback cannot ``exec`` and the pod's own ti
 import ipaddress
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -229,6 +230,48 @@ def _wait_applied(core: k8s.CoreV1Api, name: str, namespace: str) -> float:
     raise FaultNotApplied(f"the fault pod {name} did not report its rules within {APPLY_TIMEOUT}s")
 
 
+@dataclass(frozen=True)
+class _PartitionInputs:
+    """:func:`partition_node_from_apiserver`'s inputs, checked."""
+
+    target: tuple[str, str, str]
+    duration: int
+    scope: str
+    all_ports: bool
+    hosts: list[tuple[str, int | None]]
+    image: str
+    fault_namespace: str
+    tolerate_control_plane: bool
+
+
+def _partition_inputs(
+    node: Any,
+    target_pods_selector: Any,
+    target_pods_namespace: Any,
+    duration_seconds: Any,
+    scope: Any,
+    all_ports: Any,
+    extra_hosts: Any,
+    image: Any,
+    fault_namespace: Any,
+    tolerate_control_plane: Any,
+) -> _PartitionInputs:
+    """:func:`partition_node_from_apiserver`'s input check (pure)."""
+    duration = _validate.duration("duration_seconds", duration_seconds, maximum=MAX_DURATION)
+    if not isinstance(scope, str) or scope not in SCOPES:
+        raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r:.80}")
+    all_ports = _validate.boolean("all_ports", all_ports)
+    hosts = _extra_hosts(extra_hosts)
+    image = _validate.image("image", image, "sh and iptables")
+    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
+    tolerate = _validate.boolean("tolerate_control_plane", tolerate_control_plane)
+    target = _target(node, target_pods_selector, target_pods_namespace)
+    return _PartitionInputs(
+        target, duration, scope, all_ports, hosts, image, fault_namespace, tolerate
+    )
+
+
+@_validate.checks(_partition_inputs)
 def partition_node_from_apiserver(
     node: str = "",
     target_pods_selector: str = "",
@@ -256,17 +299,27 @@ def partition_node_from_apiserver(
     Returns the partition's id (`run_id`), the run's (`owner_run`), node, fault pod, the
     exact rules and when they took effect.
     """
-    duration = _validate.duration("duration_seconds", duration_seconds, maximum=MAX_DURATION)
-    if not isinstance(scope, str) or scope not in SCOPES:
-        raise InvalidInput("scope", f"must be one of {', '.join(SCOPES)}, got {scope!r:.80}")
-    all_ports = _validate.boolean("all_ports", all_ports)
-    hosts = _extra_hosts(extra_hosts)
-    image = _validate.image("image", image, "sh and iptables")
-    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
-    tolerate_control_plane = _validate.boolean("tolerate_control_plane", tolerate_control_plane)
-    node, target_pods_selector, target_pods_namespace = _target(
-        node, target_pods_selector, target_pods_namespace
+    checked = _partition_inputs(
+        node,
+        target_pods_selector,
+        target_pods_namespace,
+        duration_seconds,
+        scope,
+        all_ports,
+        extra_hosts,
+        image,
+        fault_namespace,
+        tolerate_control_plane,
     )
+    node, target_pods_selector, target_pods_namespace = checked.target
+    duration, scope, all_ports, hosts = (
+        checked.duration,
+        checked.scope,
+        checked.all_ports,
+        checked.hosts,
+    )
+    image, fault_namespace = checked.image, checked.fault_namespace
+    tolerate_control_plane = checked.tolerate_control_plane
     api = api_client(configuration, secrets)
     core = k8s.CoreV1Api(api)
     _kube.require_namespace(core, fault_namespace, "fault_namespace")
@@ -366,6 +419,18 @@ def _heal_one(core: k8s.CoreV1Api, pod: Any, run_id: str) -> tuple[str, list[str
     return kind, problems
 
 
+def _heal_inputs(
+    node: Any, run_id: Any, fault_namespace: Any, all_runs: Any
+) -> tuple[str, str, str, bool]:
+    """:func:`heal_apiserver_partition`'s input check (pure)."""
+    node = _validate.optional_dns_subdomain("node", node)
+    if not isinstance(run_id, str) or (run_id and not is_run_id(run_id)):
+        raise InvalidInput("run_id", f"{run_id!r:.80} is not a partition run id (8 hex digits)")
+    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
+    return node, run_id, fault_namespace, _validate.boolean("all_runs", all_runs)
+
+
+@_validate.checks(_heal_inputs)
 def heal_apiserver_partition(
     node: str = "",
     run_id: str = "",
@@ -387,11 +452,7 @@ def heal_apiserver_partition(
     raises RollbackFailed (carrying that result) if a pod could not be healed or a rule
     could not be shown to be gone.
     """
-    node = _validate.optional_dns_subdomain("node", node)
-    if not isinstance(run_id, str) or (run_id and not is_run_id(run_id)):
-        raise InvalidInput("run_id", f"{run_id!r:.80} is not a partition run id (8 hex digits)")
-    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
-    all_runs = _validate.boolean("all_runs", all_runs)
+    node, run_id, fault_namespace, all_runs = _heal_inputs(node, run_id, fault_namespace, all_runs)
     selector = f"{FAULT_LABEL}={FAULT_KIND}"
     if run_id:
         selector += f",{RUN_LABEL}={run_id}"

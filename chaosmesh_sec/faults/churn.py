@@ -30,6 +30,14 @@ logger = logging.getLogger("chaostoolkit")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
+def _scale_inputs(
+    name: Any, replicas: Any, namespace: Any, wait_ready: Any, timeout_seconds: Any
+) -> "_ScaleRequest":
+    """:func:`scale_deployment`'s input check (pure)."""
+    return _ScaleRequest.checked(name, replicas, namespace, wait_ready, timeout_seconds)
+
+
+@_validate.checks(_scale_inputs)
 def scale_deployment(
     name: str = "",
     replicas: int = -1,
@@ -49,7 +57,7 @@ def scale_deployment(
     ledger: the one before the first change not restored yet. Rollback:
     `restore_replicas` with the same `name` and `namespace`.
     """
-    req = _ScaleRequest.checked(name, replicas, namespace, wait_ready, timeout_seconds)
+    req = _scale_inputs(name, replicas, namespace, wait_ready, timeout_seconds)
     apps, deployment = req.current(configuration, secrets)
     previous = wl.spec_replicas(deployment)
     restore_to = _ledger.record_replicas(apps, deployment, previous, "scale_deployment")
@@ -65,6 +73,24 @@ def scale_deployment(
     return result
 
 
+def _restore_inputs(
+    name: Any,
+    replicas: Any,
+    namespace: Any,
+    wait_ready: Any,
+    timeout_seconds: Any,
+    all_runs: Any,
+) -> tuple["_ScaleRequest", bool, bool]:
+    """:func:`restore_replicas`' input check (pure): the request, whether `replicas`
+    was given (-1, its default, means "read it from the ledger"), and `all_runs`."""
+    given = replicas != -1 or isinstance(replicas, bool)
+    req = _ScaleRequest.checked(
+        name, replicas if given else 0, namespace, wait_ready, timeout_seconds
+    )
+    return req, given, _validate.boolean("all_runs", all_runs)
+
+
+@_validate.checks(_restore_inputs)
 def restore_replicas(
     name: str = "",
     replicas: int = -1,
@@ -89,11 +115,10 @@ def restore_replicas(
     run come off too (`labels_cleared`). Returns the shape of :func:`scale_deployment`
     plus `restored`.
     """
-    only_run = "" if _validate.boolean("all_runs", all_runs) else _run.run_id()
-    given = replicas != -1 or isinstance(replicas, bool)
-    req = _ScaleRequest.checked(
-        name, replicas if given else 0, namespace, wait_ready, timeout_seconds
+    req, given, all_runs = _restore_inputs(
+        name, replicas, namespace, wait_ready, timeout_seconds, all_runs
     )
+    only_run = "" if all_runs else _run.run_id()
     apps, deployment = req.current(configuration, secrets)
     previous = wl.spec_replicas(deployment)
     annotations = deployment.metadata.annotations or {}
@@ -132,6 +157,21 @@ def restore_replicas(
     return result
 
 
+def _restart_inputs(
+    name: Any, namespace: Any, cycles: Any, wait_ready: Any, timeout_seconds: Any
+) -> tuple[str, str, int, bool, int]:
+    """:func:`rollout_restart`'s input check (pure)."""
+    name = wl.deployment_name("name", name)
+    namespace = _validate.dns_label("namespace", namespace)
+    cycles = _validate.positive_int("cycles", cycles)
+    wait_ready = _validate.boolean("wait_ready", wait_ready)
+    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
+    if cycles > 1 and not wait_ready:
+        raise InvalidInput("cycles", "more than one cycle needs wait_ready: true")
+    return name, namespace, cycles, wait_ready, timeout_seconds
+
+
+@_validate.checks(_restart_inputs)
 def rollout_restart(
     name: str = "",
     namespace: str = "default",
@@ -151,13 +191,9 @@ def rollout_restart(
     [{"cycle", "restarted_at", "pods_before", "pods_after", "ips_before", "ips_after",
     "completed", "seconds"}], "reason"}`. A restart cannot be undone; no rollback.
     """
-    name = wl.deployment_name("name", name)
-    namespace = _validate.dns_label("namespace", namespace)
-    cycles = _validate.positive_int("cycles", cycles)
-    wait_ready = _validate.boolean("wait_ready", wait_ready)
-    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
-    if cycles > 1 and not wait_ready:
-        raise InvalidInput("cycles", "more than one cycle needs wait_ready: true")
+    name, namespace, cycles, wait_ready, timeout_seconds = _restart_inputs(
+        name, namespace, cycles, wait_ready, timeout_seconds
+    )
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
     _kube.require_namespace(core, namespace)

@@ -29,6 +29,25 @@ METHODS = ("delete", "rollout")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
+def _restart_inputs(
+    daemonset: Any, namespace: Any, nodes: Any, method: Any, wait_ready: Any, timeout_seconds: Any
+) -> tuple[str, str, list[str], str, bool, int]:
+    """:func:`restart_cni_pods`' input check (pure); `nodes` comes back as a list."""
+    daemonset = _validate.dns_subdomain("daemonset", daemonset)
+    namespace = _validate.dns_label("namespace", namespace)
+    chosen = _node_list(nodes)
+    if method not in METHODS:
+        raise InvalidInput("method", f"must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "rollout" and chosen:
+        raise InvalidInput(
+            "nodes", "a rollout restarts the pods on every node: leave nodes empty, or use delete"
+        )
+    wait_ready = _validate.boolean("wait_ready", wait_ready)
+    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
+    return daemonset, namespace, chosen, str(method), wait_ready, timeout_seconds
+
+
+@_validate.checks(_restart_inputs)
 def restart_cni_pods(
     daemonset: str = "istio-cni-node",
     namespace: str = "istio-system",
@@ -55,17 +74,9 @@ def restart_cni_pods(
     "recovered", "seconds", "reason"}`; `seconds_to_ready` (from the restart to
     the new pod Ready) is the window in which that node had no CNI agent.
     """
-    daemonset = _validate.dns_subdomain("daemonset", daemonset)
-    namespace = _validate.dns_label("namespace", namespace)
-    chosen = _node_list(nodes)
-    if method not in METHODS:
-        raise InvalidInput("method", f"must be one of {', '.join(METHODS)}, got {method!r}")
-    if method == "rollout" and chosen:
-        raise InvalidInput(
-            "nodes", "a rollout restarts the pods on every node: leave nodes empty, or use delete"
-        )
-    wait_ready = _validate.boolean("wait_ready", wait_ready)
-    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
+    daemonset, namespace, chosen, method, wait_ready, timeout_seconds = _restart_inputs(
+        daemonset, namespace, nodes, method, wait_ready, timeout_seconds
+    )
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
     _kube.require_namespace(core, namespace)

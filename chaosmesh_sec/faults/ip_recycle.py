@@ -32,6 +32,32 @@ logger = logging.getLogger("chaostoolkit")
 RECYCLED_FROM = _ledger.RECYCLED_FROM
 
 
+def _hunt_inputs(
+    victim: Any,
+    hunter: Any,
+    namespace: Any,
+    max_rounds: Any,
+    timeout_seconds: Any,
+    cut_off_pods: Any,
+    fault_namespace: Any,
+) -> tuple[str, str, str, int, int, str, str]:
+    """:func:`hunt_recycled_ip`'s input check (pure)."""
+    victim = wl.deployment_name("victim", victim)
+    hunter = wl.deployment_name("hunter", hunter)
+    if victim == hunter:
+        raise InvalidInput("hunter", f"must be another Deployment than victim {victim!r}")
+    return (
+        victim,
+        hunter,
+        _validate.dns_label("namespace", namespace),
+        _validate.positive_int("max_rounds", max_rounds),
+        _validate.duration("timeout_seconds", timeout_seconds),
+        _validate.optional_label_selector("cut_off_pods", cut_off_pods),
+        _validate.dns_label("fault_namespace", fault_namespace),
+    )
+
+
+@_validate.checks(_hunt_inputs)
 def hunt_recycled_ip(
     victim: str = "",
     hunter: str = "",
@@ -75,15 +101,11 @@ def hunt_recycled_ip(
     an error. Rollback: `restore_replicas` of `victim` to `victim_previous_replicas`.
     If the hunt fails midway, the victim's replicas are restored before raising.
     """
-    victim = wl.deployment_name("victim", victim)
-    hunter = wl.deployment_name("hunter", hunter)
-    if victim == hunter:
-        raise InvalidInput("hunter", f"must be another Deployment than victim {victim!r}")
-    namespace = _validate.dns_label("namespace", namespace)
-    max_rounds = _validate.positive_int("max_rounds", max_rounds)
-    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
-    cut_off_pods = _validate.optional_label_selector("cut_off_pods", cut_off_pods)
-    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
+    victim, hunter, namespace, max_rounds, timeout_seconds, cut_off_pods, fault_namespace = (
+        _hunt_inputs(
+            victim, hunter, namespace, max_rounds, timeout_seconds, cut_off_pods, fault_namespace
+        )
+    )
 
     core, apps = core_v1(configuration, secrets), apps_v1(configuration, secrets)
     _kube.require_namespace(core, namespace)

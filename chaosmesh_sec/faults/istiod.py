@@ -21,6 +21,33 @@ __all__ = ["kill_istiod_replicas"]
 logger = logging.getLogger("chaostoolkit")
 
 
+def _kill_inputs(
+    count: Any,
+    fraction: Any,
+    node: Any,
+    allow_all: Any,
+    wait_ready: Any,
+    timeout_seconds: Any,
+    namespace: Any,
+    label_selector: Any,
+) -> tuple[int, float, str, bool, bool, int, str, str]:
+    """:func:`kill_istiod_replicas`' input check (pure)."""
+    count = _validate.non_negative_int("count", count)
+    fraction = _validate.fraction("fraction", fraction)
+    _deciding_input(count, fraction)
+    return (
+        count,
+        fraction,
+        _validate.optional_dns_subdomain("node", node),
+        _validate.boolean("allow_all", allow_all),
+        _validate.boolean("wait_ready", wait_ready),
+        _validate.duration("timeout_seconds", timeout_seconds),
+        _validate.dns_label("namespace", namespace),
+        _validate.label_selector("label_selector", label_selector),
+    )
+
+
+@_validate.checks(_kill_inputs)
 def kill_istiod_replicas(
     count: int = 1,
     fraction: float = 0.0,
@@ -53,16 +80,12 @@ def kill_istiod_replicas(
     No rollback: the ReplicaSet replaces the pods. Tolerate on `$.recovered` of
     this action's result to check recovery without a separate probe.
     """
-    count = _validate.non_negative_int("count", count)
-    fraction = _validate.fraction("fraction", fraction)
+    count, fraction, node, allow_all, wait_ready, timeout_seconds, namespace, label_selector = (
+        _kill_inputs(
+            count, fraction, node, allow_all, wait_ready, timeout_seconds, namespace, label_selector
+        )
+    )
     decided_by = _deciding_input(count, fraction)
-    node = _validate.optional_dns_subdomain("node", node)
-    allow_all = _validate.boolean("allow_all", allow_all)
-    wait_ready = _validate.boolean("wait_ready", wait_ready)
-    timeout_seconds = _validate.duration("timeout_seconds", timeout_seconds)
-    namespace = _validate.dns_label("namespace", namespace)
-    label_selector = _validate.label_selector("label_selector", label_selector)
-
     core = core_v1(configuration, secrets)
     _kube.require_namespace(core, namespace)
     if node:

@@ -36,6 +36,19 @@ def _still_in_effect(partition: Any) -> bool:
     return bool(partition.get("healed") or partition.get("ended") or partition.get("failed"))
 
 
+def _heal_inputs(
+    node: Any, namespace: Any, fault_namespace: Any, all_runs: Any
+) -> tuple[str, str, str, bool]:
+    """:func:`heal_leftovers`' input check (pure)."""
+    return (
+        _validate.optional_dns_subdomain("node", node),
+        _validate.optional_dns_label("namespace", namespace),
+        _validate.dns_label("fault_namespace", fault_namespace),
+        _validate.boolean("all_runs", all_runs),
+    )
+
+
+@_validate.checks(_heal_inputs)
 def heal_leftovers(
     node: str = "",
     namespace: str = "",
@@ -55,10 +68,9 @@ def heal_leftovers(
     "nothing_left": bool}`. Every entry is tried even when one fails; then
     `RollbackFailed` (carrying that result) names all that failed.
     """
-    node = _validate.optional_dns_subdomain("node", node)
-    namespace = _validate.optional_dns_label("namespace", namespace)
-    fault_namespace = _validate.dns_label("fault_namespace", fault_namespace)
-    all_runs = _validate.boolean("all_runs", all_runs)
+    node, namespace, fault_namespace, all_runs = _heal_inputs(
+        node, namespace, fault_namespace, all_runs
+    )
     run_id = "" if all_runs else _run.run_id()
     failures: list[str] = []
     unreachable: list[bool] = []  # per failure: was it the API server that could not be reached

@@ -9,9 +9,22 @@ from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.pki import LabPKI
 from chaosmesh_sec.lab.topology import Topology
 
-__all__ = ["ProcessSpec", "control_plane"]
+__all__ = ["AUDIT_POLICY", "ProcessSpec", "control_plane"]
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+AUDIT_POLICY = """\
+# The lab API server's audit policy: every request that can change something (any verb
+# but get, list and watch), at Metadata level (who, what, when, the response code; never
+# a request or response body), once it is answered. Tests read it to show that a run
+# made no write (tests/audit.py).
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: None
+    verbs: ["get", "list", "watch"]
+  - level: Metadata
+"""
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,7 @@ def _etcd(bins: Binaries, paths: LabPaths, topo: Topology) -> ProcessSpec:
     )
 
 
-def _apiserver(bins: Binaries, pki: LabPKI, topo: Topology) -> ProcessSpec:
+def _apiserver(bins: Binaries, paths: LabPaths, pki: LabPKI, topo: Topology) -> ProcessSpec:
     server = pki.pair("apiserver")
     kubelet_client = pki.pair("apiserver-kubelet-client")
     return ProcessSpec(
@@ -68,6 +81,11 @@ def _apiserver(bins: Binaries, pki: LabPKI, topo: Topology) -> ProcessSpec:
             # its pod's IP: the host routes to the pods, it has no ClusterIP routing)
             "--enable-aggregator-routing=true",
             "--profiling=false",
+            f"--audit-policy-file={paths.audit_policy}",
+            f"--audit-log-path={paths.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=100",  # MB, then one older file is kept
+            "--audit-log-maxbackup=1",
             "--v=1",
         ),
     )
@@ -108,7 +126,7 @@ def control_plane(
     )
     return (
         _etcd(bins, paths, topo),
-        _apiserver(bins, pki, topo),
+        _apiserver(bins, paths, pki, topo),
         _component("kube-controller-manager", bins, paths, 10257, kcm_extra),
         _component("kube-scheduler", bins, paths, 10259, ()),
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab import hostdeps, kubeconfig, network, nodes, pki, procs
 from chaosmesh_sec.lab.build import Binaries, build_all
-from chaosmesh_sec.lab.controlplane import control_plane
+from chaosmesh_sec.lab.controlplane import AUDIT_POLICY, control_plane
 from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.topology import DEFAULT, Topology
 
@@ -87,6 +87,7 @@ def _start_control_plane(
 ) -> None:
     marker = str(paths.state)
     ctx = _admin_ssl(lab_pki)
+    paths.audit_policy.write_text(AUDIT_POLICY)
     for spec in control_plane(bins, paths, lab_pki, topo):
         log = paths.component_log(spec.name)
         progress(f"starting {spec.name}")

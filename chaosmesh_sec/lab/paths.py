@@ -77,5 +77,15 @@ class LabPaths:
     def kubeconfig(self, user: str) -> Path:
         return self.state / "kubeconfigs" / f"{user}.kubeconfig"
 
+    @property
+    def audit_policy(self) -> Path:
+        """The API server's audit policy (:data:`chaosmesh_sec.lab.controlplane.AUDIT_POLICY`)."""
+        return self.state / "audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON event per line, every write request."""
+        return self.logs / "kube-apiserver-audit.log"
+
     def component_log(self, name: str) -> Path:
         return self.logs / f"{name}.log"

@@ -51,6 +51,16 @@ SIDECAR_CONTAINER = "istio-proxy"
 _Obj = Mapping[str, Any]
 
 
+def _namespace_names(namespaces: Any) -> list[str]:
+    """:func:`ambient_posture`'s input check (pure)."""
+    if not isinstance(namespaces, list | tuple):
+        raise InvalidInput(
+            "namespaces", f"must be a list of namespace names, got {type(namespaces).__name__}"
+        )
+    return sorted({_validate.dns_label("namespaces", name) for name in namespaces})
+
+
+@_validate.checks(_namespace_names)
 def ambient_posture(
     namespaces: List[str] = [],  # noqa: B006, UP006 - never changed; chaoslib's "list"
     configuration: Configuration = None,
@@ -107,14 +117,6 @@ def ambient_posture(
 
 
 # ---------------------------------------------------------------- inputs and the cluster
-
-
-def _namespace_names(value: Any) -> list[str]:
-    if not isinstance(value, list | tuple):
-        raise InvalidInput(
-            "namespaces", f"must be a list of namespace names, got {type(value).__name__}"
-        )
-    return sorted({_validate.dns_label("namespaces", name) for name in value})
 
 
 def _namespace_labels(core: Any, names: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -36,6 +36,38 @@ def _nodes(value: Any) -> list[str]:
     return value.split(",")
 
 
+def _chain_inputs(
+    nodes: Any,
+    plugin: Any,
+    expect_plugin: Any,
+    agent_namespace: Any,
+    agent_selector: Any,
+    probe_namespace: Any,
+    image: Any,
+    tolerate_control_plane: Any,
+) -> tuple[list[str], str, bool, str, str, str, str, bool]:
+    """:func:`cni_chain_intact`'s input check (pure); `nodes` comes back as a list."""
+    plugin = _validate.dns_subdomain("plugin", plugin)
+    expect_plugin = _validate.boolean("expect_plugin", expect_plugin)
+    agent_namespace = _validate.dns_label("agent_namespace", agent_namespace)
+    agent_selector = _validate.label_selector("agent_selector", agent_selector)
+    probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
+    image = _validate.image("image", image, "sh")
+    tolerate = _validate.boolean("tolerate_control_plane", tolerate_control_plane)
+    wanted = [_validate.dns_subdomain("nodes", n.strip()) for n in _nodes(nodes) if n.strip()]
+    return (
+        wanted,
+        plugin,
+        expect_plugin,
+        agent_namespace,
+        agent_selector,
+        probe_namespace,
+        image,
+        tolerate,
+    )
+
+
+@_validate.checks(_chain_inputs)
 def cni_chain_intact(
     nodes: str = "",
     plugin: str = "istio-cni",
@@ -65,14 +97,25 @@ def cni_chain_intact(
     "cni_version", "plugins", "has_plugin", "supported_versions", "agent_ready",
     "findings"}], "checked_at"}`. Tolerance: `$.holds`.
     """
-    plugin = _validate.dns_subdomain("plugin", plugin)
-    expect_plugin = _validate.boolean("expect_plugin", expect_plugin)
-    agent_namespace = _validate.dns_label("agent_namespace", agent_namespace)
-    agent_selector = _validate.label_selector("agent_selector", agent_selector)
-    probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
-    image = _validate.image("image", image, "sh")
-    tolerate_control_plane = _validate.boolean("tolerate_control_plane", tolerate_control_plane)
-    wanted = [_validate.dns_subdomain("nodes", n.strip()) for n in _nodes(nodes) if n.strip()]
+    (
+        wanted,
+        plugin,
+        expect_plugin,
+        agent_namespace,
+        agent_selector,
+        probe_namespace,
+        image,
+        tolerate_control_plane,
+    ) = _chain_inputs(
+        nodes,
+        plugin,
+        expect_plugin,
+        agent_namespace,
+        agent_selector,
+        probe_namespace,
+        image,
+        tolerate_control_plane,
+    )
     core = core_v1(configuration, secrets)
     with api_errors("list nodes"):
         listed: Any = core.list_node()

@@ -7,6 +7,7 @@ annotations`` here: chaoslib's ``discover()`` reads these signatures at run time
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -24,6 +25,16 @@ logger = logging.getLogger("chaostoolkit")
 ROOT_CERT_KEY = "root-cert.pem"
 
 
+def _ready_inputs(min_ready: Any, namespace: Any, label_selector: Any) -> tuple[int, str, str]:
+    """:func:`istiod_replicas_ready`'s input check (pure)."""
+    return (
+        _validate.non_negative_int("min_ready", min_ready),
+        _validate.dns_label("namespace", namespace),
+        _validate.label_selector("label_selector", label_selector),
+    )
+
+
+@_validate.checks(_ready_inputs)
 def istiod_replicas_ready(
     min_ready: int = 1,
     namespace: str = "istio-system",
@@ -38,9 +49,7 @@ def istiod_replicas_ready(
     "label_selector": str, "pods": [{"name", "node", "phase", "ready"}]}`;
     tolerate on `$.ready`.
     """
-    min_ready = _validate.non_negative_int("min_ready", min_ready)
-    namespace = _validate.dns_label("namespace", namespace)
-    label_selector = _validate.label_selector("label_selector", label_selector)
+    min_ready, namespace, label_selector = _ready_inputs(min_ready, namespace, label_selector)
 
     api = core_v1(configuration, secrets)
     with api_errors(f"list pods {label_selector!r} in namespace {namespace!r}"):
@@ -58,6 +67,14 @@ def istiod_replicas_ready(
     }
 
 
+def _root_cert_inputs(namespace: Any, configmap: Any) -> tuple[str, str]:
+    """:func:`root_cert_published`'s input check (pure)."""
+    return _validate.dns_label("namespace", namespace), _validate.dns_subdomain(
+        "configmap", configmap
+    )
+
+
+@_validate.checks(_root_cert_inputs)
 def root_cert_published(
     namespace: str = "default",
     configmap: str = "istio-ca-root-cert",
@@ -72,8 +89,7 @@ def root_cert_published(
     first certificate of the bundle; tolerate on `$.published`. Certificates hold
     no private key; the PEM itself is not returned.
     """
-    namespace = _validate.dns_label("namespace", namespace)
-    configmap = _validate.dns_subdomain("configmap", configmap)
+    namespace, configmap = _root_cert_inputs(namespace, configmap)
 
     result: JSONObject = {
         "published": False,

@@ -40,6 +40,20 @@ MAX_SAMPLING_SECONDS = 3600
 TARGETS_MAX_AGE = 1.0  # a sampler reads the istiod pods and the Service at most once a second
 
 
+def _issuance_inputs(
+    min_issuing_replicas: Any, require_service: Any, max_latency_ms: Any, **shared: Any
+) -> tuple[int, bool, int, dict[str, Any]]:
+    """:func:`certificate_issuance`'s input check (pure): its own inputs, then those the
+    issuance probes share (:meth:`_IssuanceRun.fields`)."""
+    return (
+        _validate.non_negative_int("min_issuing_replicas", min_issuing_replicas),
+        _validate.boolean("require_service", require_service),
+        _validate.positive_int("max_latency_ms", max_latency_ms, maximum=600_000),
+        _IssuanceRun.fields(shared),
+    )
+
+
+@_validate.checks(_issuance_inputs)
 def certificate_issuance(
     namespace: str = "default",
     service_account: str = "default",
@@ -70,10 +84,8 @@ def certificate_issuance(
     "checked_at"}`. Tolerance: `$.ok`. A token to send instead of requesting one can
     be given as secret `ca_token` (to see how istiod treats it).
     """
-    min_issuing_replicas = _validate.non_negative_int("min_issuing_replicas", min_issuing_replicas)
-    require_service = _validate.boolean("require_service", require_service)
-    max_latency_ms = _validate.positive_int("max_latency_ms", max_latency_ms, maximum=600_000)
-    run = _IssuanceRun.checked(locals())
+    min_issuing_replicas, require_service, max_latency_ms, shared = _issuance_inputs(**locals())
+    run = _IssuanceRun.built(shared, configuration, secrets)
     result = run.verdict_frame()
     try:
         with run:
@@ -111,6 +123,18 @@ def certificate_issuance(
     }
 
 
+def _enforced_inputs(requested_identity: Any, **shared: Any) -> tuple[str, dict[str, Any]]:
+    """:func:`identity_is_enforced`'s input check (pure): the identity to ask for, and the
+    shared inputs."""
+    requested_identity = _validate.optional_spiffe_uri("requested_identity", requested_identity)
+    trust_domain, istiod_namespace = shared.get("trust_domain"), shared.get("istiod_namespace")
+    foreign = requested_identity or f"spiffe://{trust_domain}/ns/{istiod_namespace}/sa/istiod"
+    if not isinstance(foreign, str) or not foreign.startswith("spiffe://"):
+        raise InvalidInput("requested_identity", f"must be a spiffe:// URI, got {foreign!r}")
+    return foreign, _IssuanceRun.fields(shared)
+
+
+@_validate.checks(_enforced_inputs)
 def identity_is_enforced(
     requested_identity: str = "",
     namespace: str = "default",
@@ -135,11 +159,8 @@ def identity_is_enforced(
     "identity", "results": [{"target", "issued", "code", "spiffe_uris",
     "enforced"}]}`.
     """
-    requested_identity = _validate.optional_spiffe_uri("requested_identity", requested_identity)
-    foreign = requested_identity or f"spiffe://{trust_domain}/ns/{istiod_namespace}/sa/istiod"
-    if not isinstance(foreign, str) or not foreign.startswith("spiffe://"):
-        raise InvalidInput("requested_identity", f"must be a spiffe:// URI, got {foreign!r}")
-    run = _IssuanceRun.checked(locals())
+    foreign, shared = _enforced_inputs(**locals())
+    run = _IssuanceRun.built(shared, configuration, secrets)
     frame = {"requested_identity": foreign, "identity": run.identity}
     try:
         with run:
@@ -166,6 +187,19 @@ def identity_is_enforced(
     return {**frame, "ok": reason is None, "reason": reason, "results": brief}
 
 
+def _sampling_inputs(
+    duration_seconds: Any, interval_seconds: Any, targets: Any, **shared: Any
+) -> tuple[int, float, tuple[str, ...], dict[str, Any]]:
+    """:func:`sample_issuance`'s input check (pure)."""
+    return (
+        _validate.positive_int("duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS),
+        _validate.seconds("interval_seconds", interval_seconds, 0.1),
+        _target_kinds(targets),
+        _IssuanceRun.fields(shared),
+    )
+
+
+@_validate.checks(_sampling_inputs)
 def sample_issuance(
     duration_seconds: int = 30,
     interval_seconds: float = 1.0,
@@ -197,12 +231,8 @@ def sample_issuance(
     "target", "kind", "pod", "issued", "code", "latency_ms"}], "reason"}` (`t`:
     seconds since `started_at`). Tolerance: `$.summary.service.success_rate`.
     """
-    duration_seconds = _validate.positive_int(
-        "duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS
-    )
-    interval = _validate.seconds("interval_seconds", interval_seconds, 0.1)
-    kinds = _target_kinds(targets)
-    run = _IssuanceRun.checked(locals())
+    duration_seconds, interval, kinds, shared = _sampling_inputs(**locals())
+    run = _IssuanceRun.built(shared, configuration, secrets)
     started_at = datetime.now(UTC)
     start = time.monotonic()
     samples: list[dict[str, Any]] = []
@@ -305,37 +335,46 @@ class _IssuanceRun:
     def identity(self) -> str:
         return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
 
-    @classmethod
-    def checked(cls, inputs: Mapping[str, Any]) -> "_IssuanceRun":
-        """Check the probe's inputs, taken by name from its arguments (``locals()``).
-
-        The three probes share these arguments; ``token_audience`` is only
-        certificate_issuance's (the others send ``istio-ca``).
-        """
-        namespace, service_account = inputs["namespace"], inputs["service_account"]
-        istiod_namespace, istiod_selector = inputs["istiod_namespace"], inputs["istiod_selector"]
-        istiod_service, via = inputs["istiod_service"], inputs["via"]
-        timeout_seconds, trust_domain = inputs["timeout_seconds"], inputs["trust_domain"]
-        cluster_id, server_name = inputs["cluster_id"], inputs["server_name"]
+    @staticmethod
+    def fields(inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the inputs the three probes share, taken by name (pure; other names are
+        ignored). ``token_audience`` is only certificate_issuance's (the others send
+        ``istio-ca``)."""
+        via = inputs["via"]
         token_audience = inputs.get("token_audience", "istio-ca")
-        configuration, secrets = inputs["configuration"], inputs["secrets"]
         if via not in ca.VIAS:
             raise InvalidInput("via", f"must be one of {', '.join(ca.VIAS)}, got {via!r}")
-        for name, value in (("token_audience", token_audience), ("cluster_id", cluster_id)):
-            _validate.word(name, value)
+        _validate.word("token_audience", token_audience)
+        _validate.word("cluster_id", inputs["cluster_id"])
+        return {
+            "namespace": _validate.dns_label("namespace", inputs["namespace"]),
+            "service_account": _validate.dns_subdomain(
+                "service_account", inputs["service_account"]
+            ),
+            "istiod_namespace": _validate.dns_label("istiod_namespace", inputs["istiod_namespace"]),
+            "istiod_selector": _validate.label_selector(
+                "istiod_selector", inputs["istiod_selector"]
+            ),
+            "istiod_service": _validate.dns_label("istiod_service", inputs["istiod_service"]),
+            "via": via,
+            "timeout_seconds": _validate.duration(
+                "timeout_seconds", inputs["timeout_seconds"], maximum=300
+            ),
+            "token_audience": token_audience,
+            "trust_domain": _validate.dns_subdomain("trust_domain", inputs["trust_domain"]),
+            "cluster_id": inputs["cluster_id"],
+            "server_name": _validate.dns_subdomain("server_name", inputs["server_name"]),
+        }
+
+    @classmethod
+    def built(
+        cls, fields: Mapping[str, Any], configuration: Configuration, secrets: Secrets
+    ) -> "_IssuanceRun":
+        """The run of checked ``fields``: the caller's token (secret ``ca_token``, if
+        given) and the clients."""
         token = _validate.optional_token(TOKEN_SECRET, (secrets or {}).get(TOKEN_SECRET))
         return cls(
-            namespace=_validate.dns_label("namespace", namespace),
-            service_account=_validate.dns_subdomain("service_account", service_account),
-            istiod_namespace=_validate.dns_label("istiod_namespace", istiod_namespace),
-            istiod_selector=_validate.label_selector("istiod_selector", istiod_selector),
-            istiod_service=_validate.dns_label("istiod_service", istiod_service),
-            via=ca.resolve_via(via),
-            timeout_seconds=_validate.duration("timeout_seconds", timeout_seconds, maximum=300),
-            token_audience=token_audience,
-            trust_domain=_validate.dns_subdomain("trust_domain", trust_domain),
-            cluster_id=cluster_id,
-            server_name=_validate.dns_subdomain("server_name", server_name),
+            **{**fields, "via": ca.resolve_via(fields["via"])},
             given_token=token or None,
             core=core_v1(configuration, secrets),
             discovery=discovery_v1(configuration, secrets),

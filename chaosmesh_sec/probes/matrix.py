@@ -22,7 +22,6 @@ annotations``: chaoslib reads the signatures.
 import dataclasses
 import logging
 import math
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +43,7 @@ from chaosmesh_sec.probes import _matrix_evidence as evidence
 from chaosmesh_sec.probes import _matrix_judgement as judgement
 from chaosmesh_sec.probes import _matrix_spec as spec
 from chaosmesh_sec.probes import _matrix_timeline as timeline
+from chaosmesh_sec.probes._baselines import RunRecords
 
 __all__ = ["identity_matrix", "sample_matrix"]
 
@@ -52,10 +52,35 @@ logger = logging.getLogger("chaostoolkit")
 
 MAX_PARALLEL = 32
 MAX_SAMPLING_SECONDS = 3600
-_BASELINES: dict[str, dict[spec.CellKey, str]] = {}
-_BASELINES_LOCK = threading.Lock()
+_BASELINES: RunRecords[dict[spec.CellKey, str]] = RunRecords("matrix baseline")
 
 
+def _matrix_inputs(
+    matrix: Any,
+    sources: Any,
+    destinations: Any,
+    narrow_sources: Any,
+    record_as: Any,
+    compare_to: Any,
+    wait_seconds: Any,
+    fail_on_fail_open: Any,
+    parallel: Any,
+) -> tuple[spec.Matrix, dict[str, str], str, str, int, bool, int]:
+    """:func:`identity_matrix`'s input check (no API call: it reads the matrix file;
+    whether `compare_to` was recorded is the run's state, asked when the probe runs)."""
+    parsed = _restricted(_load(matrix), sources, destinations)
+    return (
+        parsed,
+        _narrowing(narrow_sources, parsed),
+        _validate.optional_dns_label("record_as", record_as),
+        _validate.optional_dns_label("compare_to", compare_to),
+        _validate.duration("wait_seconds", wait_seconds, minimum=0, maximum=3600),
+        _validate.boolean("fail_on_fail_open", fail_on_fail_open),
+        _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL),
+    )
+
+
+@_validate.checks(_matrix_inputs)
 def identity_matrix(
     matrix: str = "",
     sources: str = "",
@@ -103,17 +128,22 @@ def identity_matrix(
     itself). Only the last Envoy on the way shows: behind a client's sidecar, the
     server sidecar's reply reads `app`. Evidence only: no verdict depends on it.
     """
-    parsed = _restricted(_load(matrix), sources, destinations)
-    narrowing = _narrowing(narrow_sources, parsed)
-    wait_seconds = _validate.duration("wait_seconds", wait_seconds, minimum=0, maximum=3600)
-    fail_on_fail_open = _validate.boolean("fail_on_fail_open", fail_on_fail_open)
-    record_as = _validate.optional_dns_label("record_as", record_as)
-    compare_to = _validate.optional_dns_label("compare_to", compare_to)
-    parallel = _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL)
+    parsed, narrowing, record_as, compare_to, wait_seconds, fail_on_fail_open, parallel = (
+        _matrix_inputs(
+            matrix,
+            sources,
+            destinations,
+            narrow_sources,
+            record_as,
+            compare_to,
+            wait_seconds,
+            fail_on_fail_open,
+            parallel,
+        )
+    )
     baseline = None
     if compare_to:
-        with _BASELINES_LOCK:
-            baseline = _BASELINES.get(compare_to)
+        baseline = _BASELINES.get(compare_to)
         if baseline is None:
             raise InvalidInput(
                 "compare_to", f"no baseline {compare_to!r} recorded earlier in this run"
@@ -123,8 +153,7 @@ def identity_matrix(
     started = time.monotonic()
     senders, outcome = _check(core, parsed, narrowing, wait_seconds, parallel, baseline)
     if record_as:
-        with _BASELINES_LOCK:
-            _BASELINES.setdefault(record_as, outcome.verdicts())  # first write wins
+        _BASELINES.record(record_as, outcome.verdicts())  # once per run: the first wins
     out = outcome.to_json()
     out.update(
         {
@@ -146,6 +175,29 @@ def identity_matrix(
     return out
 
 
+def _sampling_inputs(
+    matrix: Any,
+    sources: Any,
+    destinations: Any,
+    narrow_sources: Any,
+    duration_seconds: Any,
+    interval_seconds: Any,
+    wait_seconds: Any,
+    parallel: Any,
+) -> tuple[spec.Matrix, dict[str, str], int, float, int, int]:
+    """:func:`sample_matrix`'s input check (no API call: it reads the matrix file)."""
+    parsed = _restricted(_load(matrix), sources, destinations)
+    return (
+        parsed,
+        _narrowing(narrow_sources, parsed),
+        _validate.positive_int("duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS),
+        _validate.positive_number("interval_seconds", interval_seconds),
+        _validate.non_negative_int("wait_seconds", wait_seconds),
+        _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL),
+    )
+
+
+@_validate.checks(_sampling_inputs)
 def sample_matrix(
     matrix: str = "",
     sources: str = "",
@@ -175,14 +227,16 @@ def sample_matrix(
     `$.holds` (every cell as expected in every round); `fail_open` lists each moment
     a cell was fail-open.
     """
-    parsed = _restricted(_load(matrix), sources, destinations)
-    narrowing = _narrowing(narrow_sources, parsed)
-    duration_seconds = _validate.positive_int(
-        "duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS
+    parsed, narrowing, duration_seconds, interval, wait_seconds, parallel = _sampling_inputs(
+        matrix,
+        sources,
+        destinations,
+        narrow_sources,
+        duration_seconds,
+        interval_seconds,
+        wait_seconds,
+        parallel,
     )
-    interval = _validate.positive_number("interval_seconds", interval_seconds)
-    wait_seconds = _validate.non_negative_int("wait_seconds", wait_seconds)
-    parallel = _validate.positive_int("parallel", parallel, maximum=MAX_PARALLEL)
     core = core_v1(configuration, secrets)
     _check(core, parsed, narrowing, wait_seconds, 1, None, ask=False)  # pods there, or raise
     started_at = datetime.now(UTC)

@@ -42,6 +42,32 @@ PARALLEL_NODES = 4
 VERDICTS = ("redirected", "caught", "unredirected", "unknown")
 
 
+def _redirection_inputs(
+    namespace: Any,
+    label_selector: Any,
+    node: Any,
+    inspect_nodes: Any,
+    validation_container: Any,
+    uninitialized_label: Any,
+    probe_namespace: Any,
+    image: Any,
+    tolerate_control_plane: Any,
+) -> tuple[str, str, str, bool, str, str, str, str, bool]:
+    """:func:`redirection_in_place`'s input check (pure)."""
+    return (
+        _validate.optional_dns_label("namespace", namespace),
+        _validate.optional_label_selector("label_selector", label_selector),
+        _validate.optional_dns_subdomain("node", node),
+        _validate.boolean("inspect_nodes", inspect_nodes),
+        _validate.dns_label("validation_container", validation_container),
+        _validate.label_selector("uninitialized_label", uninitialized_label),
+        _validate.dns_label("probe_namespace", probe_namespace),
+        _validate.image("image", image, "sh, nsenter, ip and iptables-save"),
+        _validate.boolean("tolerate_control_plane", tolerate_control_plane),
+    )
+
+
+@_validate.checks(_redirection_inputs)
 def redirection_in_place(
     namespace: str = "",
     label_selector: str = "",
@@ -72,15 +98,27 @@ def redirection_in_place(
     "checked_at"}`; `holds` is false when any pod is `unredirected`. Tolerance:
     `$.holds`.
     """
-    namespace = _validate.optional_dns_label("namespace", namespace)
-    label_selector = _validate.optional_label_selector("label_selector", label_selector)
-    node = _validate.optional_dns_subdomain("node", node)
-    inspect_nodes = _validate.boolean("inspect_nodes", inspect_nodes)
-    validation_container = _validate.dns_label("validation_container", validation_container)
-    uninitialized_label = _validate.label_selector("uninitialized_label", uninitialized_label)
-    probe_namespace = _validate.dns_label("probe_namespace", probe_namespace)
-    image = _validate.image("image", image, "sh, nsenter, ip and iptables-save")
-    tolerate_control_plane = _validate.boolean("tolerate_control_plane", tolerate_control_plane)
+    (
+        namespace,
+        label_selector,
+        node,
+        inspect_nodes,
+        validation_container,
+        uninitialized_label,
+        probe_namespace,
+        image,
+        tolerate_control_plane,
+    ) = _redirection_inputs(
+        namespace,
+        label_selector,
+        node,
+        inspect_nodes,
+        validation_container,
+        uninitialized_label,
+        probe_namespace,
+        image,
+        tolerate_control_plane,
+    )
     core = core_v1(configuration, secrets)
     if namespace:
         _kube.require_namespace(core, namespace)

@@ -11,7 +11,6 @@ chaoslib reads these signatures.
 """
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -20,15 +19,32 @@ from chaosmesh_sec import _kube, _validate
 from chaosmesh_sec._types import Configuration, JSONObject, Secrets
 from chaosmesh_sec.client import api_errors, core_v1
 from chaosmesh_sec.errors import InvalidInput
+from chaosmesh_sec.probes._baselines import RunRecords
 
 __all__ = ["certificate_rotation", "proxy_certificates"]
 
 CERTS_COMMAND = ["pilot-agent", "request", "GET", "certs"]
 EXEC_TIMEOUT = 20
-_SERIALS: dict[str, dict[str, str]] = {}
-_SERIALS_LOCK = threading.Lock()
+_SERIALS: RunRecords[dict[str, str]] = RunRecords("certificate serials")
 
 
+def _certificates_inputs(
+    namespace: Any,
+    label_selector: Any,
+    container: Any,
+    min_valid_seconds: Any,
+    trust_domain: Any,
+    record_as: Any,
+) -> tuple["_Query", int, str]:
+    """:func:`proxy_certificates`' input check (pure)."""
+    return (
+        _Query.checked(namespace, label_selector, container, trust_domain),
+        _validate.duration("min_valid_seconds", min_valid_seconds, minimum=0),
+        _validate.optional_dns_label("record_as", record_as),
+    )
+
+
+@_validate.checks(_certificates_inputs)
 def proxy_certificates(
     namespace: str = "default",
     label_selector: str = "",
@@ -50,9 +66,9 @@ def proxy_certificates(
     "serial", "not_after", "seconds_left", "identity_ok", "valid", "error"}],
     "checked_at"}`. Tolerance: `$.ok`.
     """
-    query = _Query.checked(namespace, label_selector, container, trust_domain)
-    min_valid_seconds = _validate.duration("min_valid_seconds", min_valid_seconds, minimum=0)
-    record_as = _validate.optional_dns_label("record_as", record_as)
+    query, min_valid_seconds, record_as = _certificates_inputs(
+        namespace, label_selector, container, min_valid_seconds, trust_domain, record_as
+    )
     proxies = query.run(configuration, secrets)
     for p in proxies:
         p["valid"] = p["seconds_left"] is not None and p["seconds_left"] >= min_valid_seconds
@@ -64,8 +80,7 @@ def proxy_certificates(
     if not proxies:
         bad.append(f"no running pod with a {container!r} container in {namespace!r}")
     if record_as:
-        with _SERIALS_LOCK:
-            _SERIALS[record_as] = {p["pod"]: p["serial"] for p in proxies if p["serial"]}
+        _SERIALS.record(record_as, {p["pod"]: p["serial"] for p in proxies if p["serial"]})
     return {
         "ok": not bad,
         "reason": "; ".join(bad) or None,
@@ -75,6 +90,18 @@ def proxy_certificates(
     }
 
 
+def _rotation_inputs(
+    compare_to: Any, namespace: Any, label_selector: Any, container: Any, trust_domain: Any
+) -> tuple[str, "_Query"]:
+    """:func:`certificate_rotation`'s input check (pure: whether `compare_to` was recorded
+    is the run's state, asked when the probe runs)."""
+    compare_to = _validate.optional_dns_label("compare_to", compare_to)
+    if not compare_to:
+        raise InvalidInput("compare_to", "required: the name given to record_as earlier")
+    return compare_to, _Query.checked(namespace, label_selector, container, trust_domain)
+
+
+@_validate.checks(_rotation_inputs)
 def certificate_rotation(
     compare_to: str = "",
     namespace: str = "default",
@@ -92,14 +119,12 @@ def certificate_rotation(
     "kept", "new_pods", "gone_pods", "all_rotated", "proxies"}`. Tolerance:
     `$.all_rotated` after a fault that should renew them, or `$.kept` empty.
     """
-    compare_to = _validate.optional_dns_label("compare_to", compare_to)
-    if not compare_to:
-        raise InvalidInput("compare_to", "required: the name given to record_as earlier")
-    with _SERIALS_LOCK:
-        before = _SERIALS.get(compare_to)
+    compare_to, query = _rotation_inputs(
+        compare_to, namespace, label_selector, container, trust_domain
+    )
+    before = _SERIALS.get(compare_to)
     if before is None:
         raise InvalidInput("compare_to", f"no serials {compare_to!r} recorded earlier in this run")
-    query = _Query.checked(namespace, label_selector, container, trust_domain)
     proxies = query.run(configuration, secrets)
     now = {p["pod"]: p["serial"] for p in proxies if p["serial"]}
     seen = sorted(set(before) & set(now))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chaosmesh_sec import gameday
+from chaosmesh_sec.gameday.verdict import journal_status
 from chaosmesh_sec.report import write_reports
 from tests.chaos_runs import EXPERIMENTS, chaos_run, outputs
 
@@ -85,6 +86,8 @@ def test_a_permissive_mesh_is_caught_fail_open(
         {"partition_seconds": 90, "settle_seconds": 10},
         timeout=400,
     )
+    assert run["_exit_code"] == 1, "chaos run must exit non-zero on a fail-open"
+    assert run["deviated"] is True and journal_status(run) == "deviated"
     [during] = [r for r in run["run"] if r["activity"]["name"].startswith("matrix-from")]
     assert during["status"] == "failed"
     assert "fail-open cells in wrong-identity: sleep-v2 -> helloworld-v1" in "".join(

@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 
 import chaosmesh_sec
+from chaosmesh_sec import _validate
 from chaosmesh_sec.errors import InvalidInput
 from tests.recorder import Recorder
 
 # Values that are valid for the activity, so that only the one fuzzed input is wrong.
 BASE: dict[str, dict[str, Any]] = {
     "identity_matrix": {"matrix": "wrong-identity"},
+    "sample_matrix": {"matrix": "wrong-identity"},
+    "certificate_rotation": {"compare_to": "before"},
     "hunt_recycled_ip": {"victim": "a", "hunter": "b"},
     "restore_replicas": {"name": "web"},
     "rollout_restart": {"name": "web"},
@@ -123,3 +126,36 @@ def test_bad_input_is_refused_before_any_request(
         if len(seen) > before:
             problems.append(f"{value!r:.40}: API request(s) made: {seen[before:][:3]}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("mod", "func_name", "param"), list(_cases()))
+def test_the_preflight_refuses_what_the_activity_refuses(
+    mod: str, func_name: str, param: str
+) -> None:
+    """The activity's declared check (what the safety net's preflight calls) refuses each
+    bad value above by itself, naming the same input, and takes the valid ones: so the
+    activity checks nothing before its first request that the preflight does not."""
+    func: Callable[..., Any] = getattr(__import__(mod, fromlist=[func_name]), func_name)
+    check = _validate.check_of(func)
+    assert check is not None
+    params = inspect.signature(func).parameters
+    defaults = {n: p.default for n, p in params.items() if n not in ("configuration", "secrets")}
+    check(**{**defaults, **BASE.get(func_name, {})})  # the valid inputs pass
+    problems = []
+    for value in _bad_values(param, params[param].default):
+        try:
+            check(**{**defaults, **BASE.get(func_name, {}), param: value})
+        except InvalidInput as exc:
+            if exc.name != param and not _named_elsewhere(func_name, param, exc.name):
+                problems.append(f"{value!r:.40}: refused as {exc.name!r}")
+        except BaseException as exc:  # noqa: BLE001 - collected, reported below
+            problems.append(f"{value!r:.40}: {type(exc).__name__}: {str(exc)[:160]}")
+        else:
+            problems.append(f"{value!r:.40}: accepted by the check")
+    assert not problems, "\n".join(problems)
+
+
+def _named_elsewhere(func_name: str, param: str, named: str) -> bool:
+    """A bad value that the check names by another input on purpose: count and fraction
+    decide together (a count of 0 with no fraction is "count must be >= 1")."""
+    return func_name == "kill_istiod_replicas" and {param, named} <= {"count", "fraction"}
