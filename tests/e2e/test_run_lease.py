@@ -138,3 +138,68 @@ def test_after_a_sigkill_the_lease_expires_and_a_new_run_starts(
             capture_output=True, check=False, timeout=180,
         )  # fmt: skip
     assert _lease_now(api) is None
+
+
+def test_two_partition_runs_on_two_nodes_the_second_is_refused_and_the_first_keeps_its_cut(
+    lab: Path, api: client.ApiClient, core: client.CoreV1Api, tmp_path: Path
+) -> None:
+    """The issue's case: two runs on two nodes at once. The second is refused before its
+    steady state, naming the first; the first's partition is still in force when its own
+    rollback heals it (nobody else healed it), and the first run completes."""
+    first_vars = tmp_path / "first.vars.json"
+    first_vars.write_text(
+        json.dumps(
+            {"configuration": {"target_node": "lab-node-2", "partition_seconds": 60,
+                               "hold_seconds": 6}}
+        )
+    )  # fmt: skip
+    first_journal = tmp_path / "first.json"
+    first = subprocess.Popen(
+        [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path",
+         str(first_journal), "--var-file", str(first_vars),
+         str(EXPERIMENTS / "apiserver-partition.json")],
+        env={**os.environ, "KUBECONFIG": str(lab)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        lease = eventually(
+            lambda: (
+                (now := _lease_now(api)) is not None
+                and now.metadata.annotations.get(_lease.PID) == str(first.pid)
+                and now
+            ),
+            120,
+            "the first run to take the Lease",
+        )
+        first_run = lease.metadata.annotations[_lease.RUN_ID]
+        eventually(
+            lambda: (
+                core.list_namespaced_pod(
+                    FAULTS, label_selector=f"{FAULT_LABEL},{OWNER_LABEL}={first_run}"
+                ).items
+            ),
+            120,
+            "the first run's partition fault pod",
+        )
+        second = chaos_run(
+            EXPERIMENTS / "apiserver-partition.json",
+            lab,
+            tmp_path / "second.json",
+            {"target_node": "lab-node-3", "partition_seconds": 5, "hold_seconds": 2},
+        )
+        assert second["_exit_code"] == 1 and second["status"] == "interrupted"
+        assert second["run"] == [] and second["steady_states"]["before"] is None
+        assert f"run {first_run}" in _record(second)["lease"]["refused"]
+        assert first.wait(timeout=240) == 0
+    finally:
+        if first.poll() is None:
+            first.terminate()  # its safety net heals and releases
+            first.wait(timeout=120)
+    done = json.loads(first_journal.read_text())
+    assert done["status"] == "completed"
+    [heal] = [r for r in done["rollbacks"] if r["activity"]["name"] == "heal-apiserver-partition"]
+    healed = heal["output"]["healed"]
+    assert [h["owner_run"] for h in healed] == [first_run]  # still in force: its own heal
+    assert _record(done)["run_id"] == first_run
+    assert _lease_now(api) is None
