@@ -132,7 +132,9 @@ def test_a_heal_refused_on_one_pod_heals_the_others_and_the_game_day_exits_3(
         heal_apiserver_partition(fault_namespace=namespace, configuration=healer)
     result = info.value.result
     assert result is not None
-    assert result["healed"] == [{"run_id": allowed["run_id"], "node": NODE2.name}]
+    assert result["healed"] == [
+        {"run_id": allowed["run_id"], "owner_run": allowed["owner_run"], "node": NODE2.name}
+    ]
     [failed] = result["failed"]
     assert (failed["run_id"], failed["node"]) == (refused["run_id"], NODE3.name)
     assert [p for p in failed["problems"] if p.startswith("not deleted") and "403" in p]
