@@ -47,6 +47,51 @@ def _record(run: dict[str, Any]) -> dict[str, Any]:
     return dict(record)
 
 
+def _partition_run_in_force(
+    lab: Path,
+    api: client.ApiClient,
+    core: client.CoreV1Api,
+    journal: Path,
+    variables: dict[str, Any],
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``chaos run`` the partition experiment in the background with ``variables``; once
+    it holds the Lease and its fault pod is there: the process and the run's id."""
+    var_file = journal.with_suffix(".vars.json")
+    var_file.write_text(json.dumps({"configuration": variables}))
+    proc = subprocess.Popen(
+        [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path", str(journal),
+         "--var-file", str(var_file), str(EXPERIMENTS / "apiserver-partition.json")],
+        env={**os.environ, "KUBECONFIG": str(lab)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        lease = eventually(
+            lambda: (
+                (now := _lease_now(api)) is not None
+                and now.metadata.annotations.get(_lease.PID) == str(proc.pid)
+                and now
+            ),
+            120,
+            "the run to take the Lease",
+        )
+        run_id = str(lease.metadata.annotations[_lease.RUN_ID])
+        eventually(
+            lambda: (
+                core.list_namespaced_pod(
+                    FAULTS, label_selector=f"{FAULT_LABEL},{OWNER_LABEL}={run_id}"
+                ).items
+            ),
+            120,
+            "the run's partition fault pod",
+        )
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, run_id
+
+
 def test_a_second_run_is_refused_before_its_steady_state_naming_the_holder(
     lab: Path, api: client.ApiClient, tmp_path: Path
 ) -> None:
@@ -73,39 +118,11 @@ def test_a_second_run_is_refused_before_its_steady_state_naming_the_holder(
 def test_after_a_sigkill_the_lease_expires_and_a_new_run_starts(
     lab: Path, api: client.ApiClient, core: client.CoreV1Api, tmp_path: Path
 ) -> None:
-    var_file = tmp_path / "short.json"
-    var_file.write_text(json.dumps({"configuration": {"partition_seconds": 8, "hold_seconds": 4}}))
-    killed = subprocess.Popen(
-        [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path",
-         str(tmp_path / "killed.json"), "--var-file", str(var_file),
-         str(EXPERIMENTS / "apiserver-partition.json")],
-        env={**os.environ, "KUBECONFIG": str(lab)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        lease = eventually(
-            lambda: (
-                (now := _lease_now(api)) is not None
-                and now.metadata.annotations.get(_lease.PID) == str(killed.pid)
-                and now
-            ),
-            120,
-            "the run to take the Lease",
-        )
-        killed_run = lease.metadata.annotations[_lease.RUN_ID]
-        eventually(
-            lambda: (
-                core.list_namespaced_pod(
-                    FAULTS, label_selector=f"{FAULT_LABEL},{OWNER_LABEL}={killed_run}"
-                ).items
-            ),
-            120,
-            "the run's partition fault pod",
-        )
-    finally:
-        killed.kill()  # SIGKILL: no rollback, no safety net, no release
-        killed.wait()
+    killed, killed_run = _partition_run_in_force(
+        lab, api, core, tmp_path / "killed.json", {"partition_seconds": 8, "hold_seconds": 4}
+    )
+    killed.kill()  # SIGKILL: no rollback, no safety net, no release
+    killed.wait()
     try:
         left = _lease_now(api)  # as the killed run left it: no renewal after this
         assert left is not None and left.spec.holder_identity.startswith(killed_run)
@@ -146,42 +163,15 @@ def test_two_partition_runs_on_two_nodes_the_second_is_refused_and_the_first_kee
     """The issue's case: two runs on two nodes at once. The second is refused before its
     steady state, naming the first; the first's partition is still in force when its own
     rollback heals it (nobody else healed it), and the first run completes."""
-    first_vars = tmp_path / "first.vars.json"
-    first_vars.write_text(
-        json.dumps(
-            {"configuration": {"target_node": "lab-node-2", "partition_seconds": 60,
-                               "hold_seconds": 6}}
-        )
-    )  # fmt: skip
     first_journal = tmp_path / "first.json"
-    first = subprocess.Popen(
-        [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path",
-         str(first_journal), "--var-file", str(first_vars),
-         str(EXPERIMENTS / "apiserver-partition.json")],
-        env={**os.environ, "KUBECONFIG": str(lab)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    first, first_run = _partition_run_in_force(
+        lab,
+        api,
+        core,
+        first_journal,
+        {"target_node": "lab-node-2", "partition_seconds": 60, "hold_seconds": 6},
+    )
     try:
-        lease = eventually(
-            lambda: (
-                (now := _lease_now(api)) is not None
-                and now.metadata.annotations.get(_lease.PID) == str(first.pid)
-                and now
-            ),
-            120,
-            "the first run to take the Lease",
-        )
-        first_run = lease.metadata.annotations[_lease.RUN_ID]
-        eventually(
-            lambda: (
-                core.list_namespaced_pod(
-                    FAULTS, label_selector=f"{FAULT_LABEL},{OWNER_LABEL}={first_run}"
-                ).items
-            ),
-            120,
-            "the first run's partition fault pod",
-        )
         second = chaos_run(
             EXPERIMENTS / "apiserver-partition.json",
             lab,
