@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,21 @@ def random_pod_ip() -> str:
     return f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
 
 
+def _wait_inside(holder: subprocess.Popen[bytes], ns: str) -> None:
+    """Until ``holder`` is inside ``ns``: a scan of the processes' namespaces (as the
+    redirection probe's script makes) finds the namespace only once a process holds it,
+    and ``ip netns exec`` enters it some time after Popen returns."""
+    want = os.stat(f"/run/netns/{ns}").st_ino
+    for _ in range(600):
+        if holder.poll() is not None:
+            raise AssertionError(f"the holder of {ns} exited ({holder.returncode})")
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{holder.pid}/ns/net").st_ino == want:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the holder never entered {ns}")
+
+
 @contextlib.contextmanager
 def pod_netns(ip: str = "") -> Iterator[str]:
     """A network namespace held by a process, as a pod's sandbox holds it (``ip``: its IP).
@@ -72,7 +88,8 @@ def pod_netns(ip: str = "") -> Iterator[str]:
             sh("ip", "link", "add", f"cmst{tag}", "type", "veth", "peer", "eth0", "netns", ns)
             in_ns(ns, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
             in_ns(ns, "ip", "link", "set", "eth0", "up")
-        holder = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "30"])
+        holder = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "3600"])
+        _wait_inside(holder, ns)
         yield ns
     finally:
         if holder is not None:
