@@ -2,12 +2,15 @@
 
 Faults and probes stand on this module and neither imports the other. It holds:
 
-- waiting by watch (:func:`watch_until`): a list, then a watch, never a polling loop;
+- waiting by watch (:func:`watch_until`, one named object: :func:`watch_named`): a
+  list, then a watch, never a polling loop;
   the watch is resumed when the server ends it and the list is read again on 410 Gone;
 - pod facts (pure): readiness, termination, a pod's brief for the journal;
 - existence checks: an object that is not there is an :class:`InvalidInput` naming
   the input that named it (:func:`require_namespace`, :func:`require_node`,
   :func:`read_named`, :func:`read_deployment`);
+- workload facts (pure): a Deployment's or a DaemonSet's rollout complete
+  (:func:`deployment_rolled_out`, :func:`daemonset_rolled_out`);
 - the one exec helper (:func:`exec_in_pod`, ``kubectl exec``). Each call gets an
   ``ApiClient`` of its own: ``kubernetes.stream`` swaps the client's request function
   while it runs, which is not safe to share between threads (probes exec in parallel).
@@ -35,6 +38,8 @@ from chaosmesh_sec.errors import ChaosMeshSecError, InvalidInput
 
 __all__ = [
     "ExecFailed",
+    "daemonset_rolled_out",
+    "deployment_rolled_out",
     "exec_in_pod",
     "pod_brief",
     "pod_ready",
@@ -44,6 +49,7 @@ __all__ = [
     "read_named",
     "require_namespace",
     "require_node",
+    "watch_named",
     "watch_until",
 ]
 
@@ -87,6 +93,53 @@ def pod_brief(pod: Any) -> dict[str, Any]:
         "node": pod.spec.node_name if pod.spec else None,
         "pod_ip": pod.status.pod_ip if pod.status else None,
     }
+
+
+# ---------------------------------------------------------------- workload facts (pure)
+
+
+def deployment_rolled_out(deployment: Any, replicas: int | None = None) -> bool:
+    """Has the Deployment finished rolling out ``replicas`` pods (None: its spec's, which
+    the API defaults to 1), all updated and available?
+
+    As ``kubectl rollout status`` judges it, plus no pod of an old ReplicaSet left
+    (``status.replicas`` counts every non-terminating pod of every ReplicaSet).
+    """
+    meta, spec, status = deployment.metadata, deployment.spec, deployment.status
+    if status is None or spec is None:
+        return False
+    in_spec = 1 if spec.replicas is None else int(spec.replicas)
+    if replicas is None:
+        replicas = in_spec
+    if in_spec != replicas:
+        return False
+    if (status.observed_generation or 0) < (meta.generation or 0):
+        return False
+    return (
+        (status.replicas or 0) == replicas
+        and (status.updated_replicas or 0) == replicas
+        and (status.available_replicas or 0) == replicas
+        and (status.ready_replicas or 0) == replicas
+    )
+
+
+def daemonset_rolled_out(daemonset: Any) -> bool:
+    """Does every node the DaemonSet should run on hold an updated, Ready, available pod?
+
+    Its controller has seen the current spec (``observedGeneration``), and
+    ``numberReady``, ``updatedNumberScheduled`` and ``numberAvailable`` all equal
+    ``desiredNumberScheduled``, with no pod unavailable.
+    """
+    meta, status = daemonset.metadata, daemonset.status
+    if status is None or (status.observed_generation or 0) < (meta.generation or 0):
+        return False
+    desired = status.desired_number_scheduled or 0
+    return (
+        (status.number_ready or 0) == desired
+        and (status.updated_number_scheduled or 0) == desired
+        and (status.number_available or 0) == desired
+        and not status.number_unavailable
+    )
 
 
 # ---------------------------------------------------------------- existence checks (read-only)
@@ -202,6 +255,34 @@ def watch_until(
         if expired:
             logger.debug("watch %s: resource version expired, listing again", what)
             resource_version = None
+
+
+def watch_named(
+    list_call: Callable[..., Any],
+    kind: str,
+    name: str,
+    namespace: str,
+    predicate: Callable[[Any], bool],
+    deadline: float,
+) -> tuple[bool, Any]:
+    """Watch the one object ``namespace/name`` until ``predicate(object)`` holds or
+    ``deadline`` (``time.monotonic()``) passes; ``list_call`` is its kind's namespaced
+    list method. Returns ``(held, the last version seen)`` (None once it is gone)."""
+    last: list[Any] = [None]
+
+    def holds(objects: Mapping[str, Any]) -> bool:
+        last[0] = next(iter(objects.values()), None)
+        return any(predicate(obj) for obj in objects.values())
+
+    held, _ = watch_until(
+        list_call,
+        holds,
+        deadline,
+        f"{kind} {namespace}/{name}",
+        namespace,
+        field_selector=f"metadata.name={name}",
+    )
+    return held, last[0]
 
 
 # ---------------------------------------------------------------- exec

@@ -21,6 +21,7 @@ ACTIVITY_MODULES: Final[tuple[tuple[str, ActivityKind], ...]] = (
     ("chaosmesh_sec.probes.matrix", "probe"),
     ("chaosmesh_sec.probes.redirection", "probe"),
     ("chaosmesh_sec.probes.sidecar_certs", "probe"),
+    ("chaosmesh_sec.probes.workloads", "probe"),
     ("chaosmesh_sec.faults.istiod", "action"),
     ("chaosmesh_sec.faults.churn", "action"),
     ("chaosmesh_sec.faults.ip_recycle", "action"),

@@ -55,22 +55,8 @@ def deployment_selector(selector: Any) -> str:
 
 
 def rollout_complete(deployment: Any, replicas: int) -> bool:
-    """Has the Deployment finished rolling out ``replicas`` pods, all updated and available?
-
-    As ``kubectl rollout status`` judges it, plus no pod of an old ReplicaSet left
-    (``status.replicas`` counts every non-terminating pod of every ReplicaSet).
-    """
-    meta, spec, status = deployment.metadata, deployment.spec, deployment.status
-    if status is None or spec is None or spec.replicas != replicas:
-        return False
-    if (status.observed_generation or 0) < (meta.generation or 0):
-        return False
-    return (
-        (status.replicas or 0) == replicas
-        and (status.updated_replicas or 0) == replicas
-        and (status.available_replicas or 0) == replicas
-        and (status.ready_replicas or 0) == replicas
-    )
+    """Has the Deployment finished rolling out ``replicas`` pods (the floor's judgement)?"""
+    return _kube.deployment_rolled_out(deployment, replicas)
 
 
 def delete_pod(core: Any, pod: Any) -> bool:

@@ -11,7 +11,6 @@ signatures at run time.
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -351,21 +350,12 @@ def _wait_rollout(
 ) -> bool:
     """Watch the Deployment until its rollout is complete (``replicas`` None: its spec's)."""
 
-    def complete(objects: Mapping[str, Any]) -> bool:
-        for dep in objects.values():
-            if states is not None:
-                states["deployment"] = dep
-            want = wl.spec_replicas(dep) if replicas is None else replicas
-            if wl.rollout_complete(dep, want):
-                return True
-        return False
+    def complete(dep: Any) -> bool:
+        if states is not None:
+            states["deployment"] = dep
+        return wl.rollout_complete(dep, wl.spec_replicas(dep) if replicas is None else replicas)
 
-    held, _ = _kube.watch_until(
-        apps.list_namespaced_deployment,
-        complete,
-        deadline,
-        f"Deployment {namespace}/{name}",
-        namespace,
-        field_selector=f"metadata.name={name}",
+    held, _ = _kube.watch_named(
+        apps.list_namespaced_deployment, "Deployment", name, namespace, complete, deadline
     )
     return held

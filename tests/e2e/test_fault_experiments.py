@@ -96,6 +96,10 @@ def test_workload_churn_experiment(
         },
     )
     _completed(run)
+    for phase in ("before", "after"):  # the pack's probe, not chaosk8s's
+        [probe] = run["steady_states"][phase]["probes"]
+        assert probe["output"]["available"] is True, probe["output"]
+        assert probe["output"]["available_replicas"] == 2
     out = outputs(run)
     assert out["scale-workload"]["restore_to"] == 2
     assert out["restore-workload-replicas"]["replicas"] == 2

@@ -27,6 +27,8 @@ BASE: dict[str, dict[str, Any]] = {
     "certificate_rotation": {"compare_to": "before"},
     "hunt_recycled_ip": {"victim": "a", "hunter": "b"},
     "restore_replicas": {"name": "web"},
+    "deployment_available": {"name": "web"},
+    "daemonset_available": {"name": "istio-cni-node"},
     "rollout_restart": {"name": "web"},
     "scale_deployment": {"name": "web", "replicas": 1},
     "partition_node_from_apiserver": {"node": "lab-node-2"},
