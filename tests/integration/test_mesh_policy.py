@@ -219,7 +219,8 @@ def test_a_policy_change_reaches_envoy_and_its_delay_is_measured(
         {"httpbin": _url(namespace)},
         {"curl-a": {"httpbin": "allowed"}},
     )
-    assert matrix.identity_matrix(matrix=path, wait_seconds=60)["holds"] is True
+    # the new pods' Envoys first take their config and httpbin's endpoints from istiod
+    matrix_holding(path, 60, "the new namespace's mesh to answer")
     applied = time.monotonic()
     _policy(custom, namespace, "AuthorizationPolicy", "allow-nothing", {})
 
