@@ -15,6 +15,7 @@ from kubernetes import client
 
 from chaosmesh_sec.faults import _cut, churn, ip_recycle
 from chaosmesh_sec.faults._ledger import FAULT_LABEL, RUN_LABEL
+from chaosmesh_sec.probes import workloads
 from tests.lab_fixtures import PAUSE, deploy_pause, eventually
 
 SERVER_NODE, NODE = "lab-node-2", "lab-node-1"
@@ -22,12 +23,8 @@ SERVER_NODE, NODE = "lab-node-2", "lab-node-1"
 
 def _ready(api: client.ApiClient, namespace: str, name: str, replicas: int, node: str) -> None:
     deploy_pause(api, namespace, name, replicas, node)
-
-    def ready() -> bool:
-        dep = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
-        return (dep.status.ready_replicas or 0) == replicas
-
-    eventually(ready, 60, f"{name} ready")
+    rolled_out = workloads.deployment_available(name, namespace, wait_seconds=60)
+    assert rolled_out["available"], rolled_out
 
 
 def test_a_stamped_stranger_on_the_servers_node_is_no_cut(
