@@ -56,6 +56,9 @@ MATRIX = "matrix.yaml"
 CLIENT_APPS = ("sleep", "curl")
 SIDECAR = "istio-proxy"
 SIDECAR_INIT = ("istio-validation", "istio-init")
+# What injection writes on a pod it injected, and istio-cni's plugin and repair
+# controller look for: the kit's written-out sidecars carry it as injection would.
+SIDECAR_STATUS = "sidecar.istio.io/status"
 SIDECAR_VOLUMES = (  # the injection template's, as the kit writes them out
     "workload-socket",
     "credential-socket",
@@ -108,7 +111,7 @@ def documents(
             if node:
                 pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
             if auto_inject:
-                _drop_sidecar(pod["spec"])
+                _drop_sidecar(pod)
     if auto_inject:
         # the kit's own Namespaces are labelled; the others it uses are declared first
         # (one document per namespace: a second one, applied by the same field manager,
@@ -121,7 +124,11 @@ def documents(
     return out
 
 
-def _drop_sidecar(spec: dict[str, Any]) -> None:
+def _drop_sidecar(pod: dict[str, Any]) -> None:
+    """Take the written-out sidecar off a pod template: its containers, volumes and the
+    injector's status annotation (the cluster's injector writes its own)."""
+    pod["metadata"].get("annotations", {}).pop(SIDECAR_STATUS, None)
+    spec = pod["spec"]
     spec["containers"] = [c for c in spec["containers"] if c["name"] != SIDECAR]
     inits = [c for c in spec.get("initContainers", []) if c["name"] not in SIDECAR_INIT]
     if inits:

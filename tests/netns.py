@@ -25,7 +25,24 @@ from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab.build import locate
 from chaosmesh_sec.lab.paths import LabPaths
 
-__all__ = ["in_ns", "needs_netns", "pilot_agent", "pod_netns", "random_pod_ip", "sh"]
+__all__ = [
+    "ISTIO_CAPTURE",
+    "in_ns",
+    "needs_netns",
+    "pilot_agent",
+    "pod_netns",
+    "random_pod_ip",
+    "sh",
+]
+
+# The ``istio-iptables`` arguments of Istio's sidecar capture with no annotations:
+# REDIRECT mode to Envoy's ports, its uid and gid let out, every inbound port but
+# Envoy's metrics and readiness and pilot-agent's status captured (what the istio-cni
+# plugin and istio-init install; tests that need the capture without an API server).
+ISTIO_CAPTURE = (
+    *("-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT"),
+    *("-i", "*", "-b", "*", "-d", "15090,15021,15020"),
+)
 
 needs_netns = pytest.mark.skipif(
     os.geteuid() != 0

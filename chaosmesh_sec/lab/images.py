@@ -26,6 +26,8 @@ from chaosmesh_sec.lab.build import Binaries
 __all__ = ["BOOTSTRAP_TEMPLATE", "PILOT_AGENT", "Image", "lab_images", "read", "write"]
 
 PILOT_AGENT = "/usr/local/bin/pilot-agent"  # the proxyv2 image's entrypoint
+INSTALL_CNI = "/usr/local/bin/install-cni"  # the install-cni image's entrypoint
+CNI_PLUGIN_SOURCE = "/opt/cni/bin/istio-cni"  # where that image keeps the plugin it installs
 
 # Where the proxyv2 image keeps the Envoy bootstrap template pilot-agent fills in
 # (pilot/docker/Dockerfile.proxyv2; pilot-agent looks for ./var/lib/... from WORKDIR /).
@@ -75,6 +77,13 @@ def lab_images(bins: Binaries, istio_source: Path) -> dict[str, Image]:
         "pilot": Image(
             ("/usr/local/bin/pilot-discovery",),
             {"/usr/local/bin/pilot-discovery": bins["pilot-discovery"]},
+        ),
+        # istio/install-cni: the node agent (installer, repair controller) and the
+        # plugin it copies from /opt/cni/bin to the node
+        # (cni/deployments/kubernetes/Dockerfile.install-cni).
+        "install-cni": Image(
+            (INSTALL_CNI,),
+            {INSTALL_CNI: bins["install-cni"], CNI_PLUGIN_SOURCE: bins["istio-cni"]},
         ),
         # mccutchen/go-httpbin: the image's CMD is /bin/go-httpbin.
         "go-httpbin": Image(("/bin/go-httpbin",), {"/bin/go-httpbin": bins["go-httpbin"]}),

@@ -100,6 +100,38 @@ def _start_control_plane(
             _wait_http_ok(f"{topo.apiserver_url}/readyz", ctx, 120, "kube-apiserver", log)
 
 
+# Top-level directories the chart's pods mount under (istio-cni-node: /host/opt/cni/bin,
+# /host/etc/cni/net.d, /host/proc). A container's mounts are made in its own mount
+# namespace, over an overlay of the target's nearest existing ancestor, never on the
+# machine's tree; a missing top-level directory has no ancestor but `/`, so the lab
+# makes these empty directories at up (the one mark it leaves outside its state,
+# removed at down when it made them and they are still empty).
+MOUNT_ROOTS = ("/host",)
+
+
+def _made_roots_file(paths: LabPaths) -> Path:
+    return paths.state / "mount-roots"
+
+
+def _make_mount_roots(paths: LabPaths) -> None:
+    made = [root for root in MOUNT_ROOTS if not Path(root).exists()]
+    for root in made:
+        Path(root).mkdir(mode=0o755)
+    _made_roots_file(paths).write_text("".join(f"{root}\n" for root in made))
+
+
+def _remove_mount_roots(paths: LabPaths) -> list[str]:
+    record = _made_roots_file(paths)
+    if not record.exists():
+        return []
+    removed = []
+    for root in record.read_text().split():
+        if root in MOUNT_ROOTS and Path(root).is_dir() and not any(Path(root).iterdir()):
+            Path(root).rmdir()
+            removed.append(f"directory {root}")
+    return removed
+
+
 def up(paths: LabPaths | None = None, topo: Topology = DEFAULT, progress: Progress = print) -> Path:
     """Bring the lab up; return the admin kubeconfig path."""
     paths = paths or LabPaths.default()
@@ -114,6 +146,7 @@ def up(paths: LabPaths | None = None, topo: Topology = DEFAULT, progress: Progre
         for d in (paths.state, paths.logs, paths.run, paths.pods):
             d.mkdir(parents=True, exist_ok=True)
         paths.state.chmod(0o700)
+        _make_mount_roots(paths)
         progress("generating the lab PKI")
         lab_pki = pki.generate(paths.pki, topo)
         _write_kubeconfigs(paths, lab_pki, topo)
@@ -140,6 +173,7 @@ def down(
     paths = paths or LabPaths.default()
     removed = [f"process {pid}" for pid in procs.stop_all(str(paths.state))]
     removed += network.teardown(topo)
+    removed += _remove_mount_roots(paths)
     if paths.state.exists():
         if keep_logs:
             for child in paths.state.iterdir():

@@ -1,20 +1,23 @@
-"""The lab node agent's CNI step of pod set-up, and the pod statuses it reports.
+"""The lab node agent's CNI step of pod set-up and teardown, and the pod statuses it reports.
 
-:class:`NodeCni` runs against a temporary node root: its conflist names plugins
-that are small executable scripts answering ``CNI_COMMAND=VERSION`` (and the lab's
-own istio-cni plugin stand-in). The capture it installs for a sidecar pod is
-Istio's, by the real ``pilot-agent istio-iptables`` the lab builds, in a real
-network namespace holding a pod IP (root only; skipped when the lab's binaries are
-not built). Status bodies are read back through the ``kubernetes`` client's models,
-as the API server would take them.
+:class:`NodeCni` runs against a temporary node root whose conflist names small
+executable plugins: fakes that answer ``CNI_COMMAND=VERSION`` (for the chain's
+checks), and a recording plugin that answers ``ADD`` and ``DEL`` as a chained plugin
+does (it hands its ``prevResult`` on) and writes down what it was given: its
+environment, its stdin, the ``/run`` it saw and the network namespace behind
+``CNI_NETNS``. Those runs need a real network namespace (root only). The real
+istio-cni plugin needs the API server for its pod: the lab's integration tests run it.
+Status bodies are read back through the ``kubernetes`` client's models, as the API
+server would take them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
-import socket
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,188 +27,76 @@ import pytest
 from kubernetes import client as k8s
 
 from chaosmesh_sec.lab.agent import podstatus
-from chaosmesh_sec.lab.agent.cni import CniError, NodeCni, capture_args, wants_capture
-from chaosmesh_sec.lab.standins.cni_node import PLUGIN_TYPE, install_binary
-from chaosmesh_sec.lab.standins.cni_repair import VALIDATION_ERROR_CODE, needs_repair_label
-from chaosmesh_sec.probes._nat_rules import CHAINS, parse_dumps
-from tests.netns import in_ns, needs_netns, pod_netns, random_pod_ip
+from chaosmesh_sec.lab.agent.cni import CniError, NodeCni, PodRef, container_id
+from tests.netns import ISTIO_CAPTURE, in_ns, needs_netns, pod_netns, random_pod_ip
+from tests.unit.test_ambient_enrolment import make_pod
 from tests.unit.test_cni_files import ALL_VERSIONS, GALAXY_VERSIONS, chain, fake_plugin
-from tests.unit.test_cni_repair import make_pod
-from tests.unit.test_nat_rules import wrap
 
 pytestmark = pytest.mark.unit
 
 PROXY = "istio-proxy"
-ISTIO_CNI = {"type": PLUGIN_TYPE, "kubernetes": {"exclude_namespaces": ["kube-system"]}}
-EXCLUDE_IN = "traffic.sidecar.istio.io/excludeInboundPorts"
-EXCLUDE_OUT = "traffic.sidecar.istio.io/excludeOutboundPorts"
-EXCLUDE_RANGES = "traffic.sidecar.istio.io/excludeOutboundIPRanges"
+POD = PodRef("shop", "my-app-0", "0f1e2d3c-4b5a-6978-8a9b-acbdcedfe0f1")
+NO_NETNS = "cmstest-absent"  # the chain fails before any plugin would enter it
+
+# A chained plugin that records each call in ``$RECORD_DIR/<n>-<type>-<command>.json``.
+RECORDER = """#!{python}
+import json, os, sys
+conf = json.load(sys.stdin)
+command = os.environ["CNI_COMMAND"]
+if command == "VERSION":
+    print(json.dumps({{"cniVersion": "1.0.0", "supportedVersions": {versions}}}))
+    sys.exit(0)
+record = os.path.join({record!r}, "%02d-%s-%s.json" % (
+    len(os.listdir({record!r})), conf["type"], command))
+seen = {{
+    "env": {{k: v for k, v in os.environ.items() if k.startswith("CNI_")}},
+    "stdin": conf,
+    "run": sorted(os.listdir("/run")),
+    "netns": os.stat(os.environ["CNI_NETNS"]).st_ino,
+}}
+with open(record, "w") as out:
+    json.dump(seen, out)
+if conf.get("fail"):
+    print(json.dumps({{"cniVersion": "1.0.0", "code": 999, "msg": conf["fail"]}}))
+    sys.exit(1)
+if command == "ADD":
+    result = conf["prevResult"]
+    result["interfaces"] = result["interfaces"] + [{{"name": conf["type"]}}]
+    print(json.dumps(result))
+"""
 
 
-# ---------------------------------------------------------------- which pods, which capture
-
-
-@pytest.mark.parametrize(
-    ("pod", "conf", "expected"),
-    [
-        (make_pod("app", PROXY), ISTIO_CNI, True),
-        (make_pod("app"), ISTIO_CNI, False),
-        (make_pod("app", PROXY, namespace="kube-system"), ISTIO_CNI, False),
-        (make_pod("app", PROXY, namespace="kube-system"), {"type": PLUGIN_TYPE}, True),
-        (make_pod("app", PROXY, init_containers=(PROXY,)), ISTIO_CNI, True),
-        (make_pod("app", init_containers=(PROXY,)), ISTIO_CNI, False),  # a container only
-        (
-            make_pod("app", PROXY, annotations={"sidecar.istio.io/interceptionMode": "NONE"}),
-            ISTIO_CNI,
-            False,
-        ),
-        (
-            make_pod("app", PROXY, annotations={"sidecar.istio.io/interceptionMode": "REDIRECT"}),
-            ISTIO_CNI,
-            True,
-        ),
-    ],
-    ids=[
-        "sidecar",
-        "no-sidecar",
-        "excluded-namespace",
-        "no-exclusions",
-        "proxy-also-init",
-        "proxy-init-only",
-        "interception-none",
-        "interception-redirect",
-    ],
-)
-def test_the_plugin_captures_sidecar_pods_of_included_namespaces(
-    pod: k8s.V1Pod, conf: dict[str, Any], expected: bool
-) -> None:
-    assert wants_capture(pod, conf) is expected
-
-
-REDIRECT_MODE = ["-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT"]
-SIDECAR_PORTS = "15090,15021,15020"  # Envoy's metrics and readiness, pilot-agent's status
-
-
-def flags(args: list[str]) -> dict[str, str]:
-    """``istio-iptables`` arguments as flag -> value (each flag takes one)."""
-    assert len(args) % 2 == 0 and len(set(args[::2])) == len(args) // 2, args
-    return dict(zip(args[::2], args[1::2], strict=True))
-
-
-@pytest.mark.parametrize(
-    ("annotations", "changed"),
-    [
-        (None, {}),
-        ({EXCLUDE_IN: "8080, 9090"}, {"-d": f"{SIDECAR_PORTS},8080, 9090"}),  # appended as is
-        ({EXCLUDE_IN: ""}, {}),
-        ({EXCLUDE_OUT: "5432"}, {"-o": "5432"}),
-        ({EXCLUDE_OUT: ""}, {}),
-        (
-            {EXCLUDE_RANGES: "10.96.0.0/12,169.254.169.254/32"},
-            {"-x": "10.96.0.0/12,169.254.169.254/32"},
-        ),
-        ({"traffic.sidecar.istio.io/includeInboundPorts": "80"}, {"-b": "80"}),
-        ({"traffic.sidecar.istio.io/includeOutboundIPRanges": "10.0.0.0/8"}, {"-i": "10.0.0.0/8"}),
-        ({"traffic.sidecar.istio.io/includeOutboundPorts": "443"}, {"-q": "443"}),
-        ({"traffic.sidecar.istio.io/excludeInterfaces": "eth1"}, {"-c": "eth1"}),
-        ({"traffic.sidecar.istio.io/unknown": "1"}, {}),
-    ],
-    ids=[
-        "none",
-        "exclude-inbound",
-        "exclude-inbound-empty",
-        "exclude-outbound",
-        "exclude-outbound-empty",
-        "exclude-ranges",
-        "include-inbound",
-        "include-ranges",
-        "include-outbound",
-        "exclude-interfaces",
-        "unknown",
-    ],
-)
-def test_the_capture_takes_the_pods_annotations(
-    annotations: dict[str, str] | None, changed: dict[str, str]
-) -> None:
-    args = capture_args(make_pod("app", PROXY, annotations=annotations))
-    assert args[: len(REDIRECT_MODE)] == REDIRECT_MODE
-    defaults = {"-i": "*", "-b": "*", "-d": SIDECAR_PORTS}
-    assert flags(args[len(REDIRECT_MODE) :]) == {**defaults, **changed}
-
-
-# ---------------------------------------------------------------- the chain on a node
+def recording_plugin(bin_dir: Path, name: str, record: Path) -> None:
+    script = bin_dir / name
+    script.write_text(
+        RECORDER.format(python=sys.executable, versions=ALL_VERSIONS, record=str(record))
+    )
+    script.chmod(0o755)
 
 
 def make_node(
-    root: Path,
-    conflists: dict[str, Any],
-    plugins: dict[str, list[str] | None],
-    pilot_agent: Path | None = None,
+    root: Path, conflists: dict[str, Any], plugins: dict[str, list[str] | None]
 ) -> NodeCni:
-    """A node with these files in ``net.d`` and fake ``plugins`` (with their versions);
-    ``pilot_agent``: the real one, for a node that captures (None: the pod must get none)."""
-    node = NodeCni(root, pilot_agent)
+    """A node with these files in ``net.d`` and fake ``plugins`` (with their versions)."""
+    node = NodeCni(root)
     node.net_dir.mkdir(parents=True)
     node.bin_dir.mkdir(parents=True)
     for name, body in conflists.items():
         (node.net_dir / name).write_text(body if isinstance(body, str) else json.dumps(body))
     for name, versions in plugins.items():
-        if name == PLUGIN_TYPE:
-            install_binary(node.bin_dir)  # the lab's own plugin stand-in
-        else:
-            fake_plugin(node.bin_dir, name, versions)
+        fake_plugin(node.bin_dir, name, versions)
     return node
 
 
-def istio_chain(version: str = "1.0.0") -> dict[str, Any]:
-    conf = chain(version, "ptp", "portmap")
-    conf["plugins"].append(ISTIO_CNI)
-    return conf
-
-
-PTP_NODE = {"ptp": ALL_VERSIONS, "portmap": ALL_VERSIONS, PLUGIN_TYPE: None}
-NO_NETNS = "cmstest-absent"  # capture into it would fail: these pods get none
-
-
-@pytest.mark.parametrize(
-    ("conflists", "pod", "plugins"),
-    [
-        ({"10-ptp.conflist": chain("1.0.0", "ptp", "portmap")}, make_pod(), ("ptp", "portmap")),
-        ({"10-ptp.conflist": istio_chain()}, make_pod(), ("ptp", "portmap", PLUGIN_TYPE)),
-        (
-            {"10-ptp.conflist": istio_chain("0.3.1")},
-            make_pod("app", PROXY, namespace="kube-system"),
-            ("ptp", "portmap", PLUGIN_TYPE),
-        ),
-        (
-            {"10-ptp.conflist": chain("0.3.1", "ptp"), "20-other.conflist": "{"},
-            make_pod("app", PROXY),  # no istio-cni in the chain: the restart race
-            ("ptp",),
-        ),
-        (
-            {"00-old.conf": "{", "10-ptp.conflist": chain("0.3.1", "ptp")},  # .conf: ignored
-            make_pod(),
-            ("ptp",),
-        ),
-    ],
-)
-def test_a_whole_chain_sets_the_pod_up(
-    tmp_path: Path, conflists: dict[str, Any], pod: k8s.V1Pod, plugins: tuple[str, ...]
-) -> None:
-    result = make_node(tmp_path, conflists, PTP_NODE).setup(pod, NO_NETNS)
-    assert (result.conflist, result.plugins, result.captured) == (
-        "10-ptp.conflist",
-        plugins,
-        False,
-    )
+PTP_NODE = {"ptp": ALL_VERSIONS, "portmap": ALL_VERSIONS}
 
 
 @pytest.mark.parametrize(
     ("conflists", "plugins", "message"),
     [
         (  # seed 003: a 0.2.0 plugin in a 0.3.1 chain
-            {"00-galaxy.conflist": chain("0.3.1", "galaxy-sdn", PLUGIN_TYPE, name="galaxy")},
-            {"galaxy-sdn": GALAXY_VERSIONS, PLUGIN_TYPE: None},
+            {"00-galaxy.conflist": chain("0.3.1", "galaxy-sdn", "istio-cni", name="galaxy")},
+            {"galaxy-sdn": GALAXY_VERSIONS, "istio-cni": ALL_VERSIONS},
             'plugin type="galaxy-sdn" failed (add): incompatible CNI versions; '
             "config is \"0.3.1\", plugin supports ['0.1.0', '0.2.0']",
         ),
@@ -218,6 +109,11 @@ def test_a_whole_chain_sets_the_pod_up(
             {"10-ptp.conflist": chain("1.0.0", "ptp", "crashing")},
             {"ptp": ALL_VERSIONS, "crashing": None},
             'plugin type="crashing": VERSION failed: plugin crashed',
+        ),
+        (
+            {"10-ptp.conflist": chain("1.0.0", "ptp", "../../bin/sh")},
+            PTP_NODE,
+            'failed to find plugin "../../bin/sh"',
         ),
         ({}, {}, "no networks found in"),
         ({"10-bridge.conf": {"cniVersion": "1.0.0", "type": "ptp"}}, PTP_NODE, "no networks"),
@@ -234,6 +130,7 @@ def test_a_whole_chain_sets_the_pod_up(
         "unsupported-version",
         "missing-binary",
         "version-failed",
+        "type-is-a-path",
         "no-files",
         "only-conf",
         "invalid-json",
@@ -242,7 +139,7 @@ def test_a_whole_chain_sets_the_pod_up(
         "first-by-name",
     ],
 )
-def test_a_broken_chain_fails_the_sandbox(
+def test_a_broken_chain_fails_the_sandbox_before_any_plugin_runs(
     tmp_path: Path,
     conflists: dict[str, Any],
     plugins: dict[str, list[str] | None],
@@ -250,105 +147,133 @@ def test_a_broken_chain_fails_the_sandbox(
 ) -> None:
     node = make_node(tmp_path, conflists, plugins)
     with pytest.raises(CniError, match=re.escape(message)):
-        node.setup(make_pod("app", PROXY), NO_NETNS)
+        node.setup(POD, NO_NETNS, "10.244.1.7")
 
 
-@pytest.fixture
-def ptp_istio_node(tmp_path: Path, pilot_agent: Path) -> NodeCni:
-    return make_node(tmp_path, {"10-ptp.conflist": istio_chain()}, PTP_NODE, pilot_agent)
+def test_a_sandbox_id_is_a_runtimes_64_hex_digits_stable_per_pod() -> None:
+    sandbox = container_id(POD.uid)
+    assert re.fullmatch(r"[0-9a-f]{64}", sandbox)
+    assert sandbox == container_id(POD.uid) != container_id("another-uid")
 
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    with pod_netns(random_pod_ip()) as ns:  # istio-iptables wants a pod IP
+    with pod_netns(random_pod_ip()) as ns:
         yield ns
 
 
-def nat_view(ns: str) -> Any:
-    rules = in_ns(ns, "iptables-save", "-t", "nat").stdout
-    return rules, parse_dumps(wrap("pod", rules))["pod"]
+@pytest.fixture
+def record(tmp_path: Path) -> Path:
+    out = tmp_path / "calls"
+    out.mkdir()
+    return out
+
+
+def recording_node(root: Path, record: Path, *chained: dict[str, Any]) -> NodeCni:
+    """A node whose chain is ``ptp`` (the primary, a VERSION-only fake: its ADD must be
+    skipped) and then ``chained`` recording plugins; its ``/run`` holds ``istio-cni``."""
+    conf = chain("1.0.0", "ptp")
+    conf["plugins"] += chained
+    node = make_node(root / "node", {"10-cmslab.conflist": conf}, {"ptp": ALL_VERSIONS})
+    for plugin in chained:
+        recording_plugin(node.bin_dir, plugin["type"], record)
+    (node.run_dir / "istio-cni").mkdir(parents=True)
+    return node
+
+
+def calls(record: Path) -> list[tuple[str, dict[str, Any]]]:
+    return [(p.stem.split("-", 1)[1], json.loads(p.read_text())) for p in sorted(record.iterdir())]
 
 
 @needs_netns
-def test_a_sidecar_pod_gets_the_capture_in_its_namespace(
-    ptp_istio_node: NodeCni, netns: str
+def test_the_chained_plugins_run_add_in_order_with_the_cni_environment(
+    tmp_path: Path, record: Path, netns: str
 ) -> None:
-    pod = make_pod("app", PROXY, annotations={EXCLUDE_IN: "8080"})
-    assert ptp_istio_node.setup(pod, netns).captured
-    rules, view = nat_view(netns)
-    assert view.chains == CHAINS
-    assert view.redirected
-    assert "-A ISTIO_INBOUND -p tcp -m tcp --dport 8080 -j RETURN" in rules
+    node = recording_node(tmp_path, record, {"type": "first"}, {"type": "second", "x": 1})
+    ip = in_ns(netns, "ip", "-4", "-o", "addr", "show", "eth0").stdout.split()[3].split("/")[0]
+    result = node.setup(POD, netns, ip)
+    assert (result.conflist, result.types) == ("10-cmslab.conflist", ("ptp", "first", "second"))
+    (first_call, first), (second_call, second) = calls(record)
+    assert (first_call, second_call) == ("first-ADD", "second-ADD")
+    assert first["env"] == {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": container_id(POD.uid),
+        "CNI_NETNS": f"/var/run/netns/{netns}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(node.bin_dir),
+        "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=my-app-0;"
+        f"K8S_POD_INFRA_CONTAINER_ID={container_id(POD.uid)};K8S_POD_UID={POD.uid}",
+    }
+    # the skipped primary's result: the pod's interface and the address kwok chose
+    assert first["stdin"] == {
+        "type": "first",
+        "name": "kindnet",
+        "cniVersion": "1.0.0",
+        "prevResult": {
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": f"/var/run/netns/{netns}"}],
+            "ips": [{"address": f"{ip}/32", "interface": 0}],
+        },
+    }
+    # each plugin's result is the next one's prevResult; its own keys stay
+    assert second["stdin"]["x"] == 1
+    assert second["stdin"]["prevResult"]["interfaces"][-1] == {"name": "first"}
+    # it ran in the node's /run, with the pod's namespace behind CNI_NETNS
+    assert set(first["run"]) - {"mount"} == {"istio-cni", "netns"}  # mount(8)'s own utab
+    assert first["netns"] == os.stat(f"/run/netns/{netns}").st_ino
 
 
 @needs_netns
-def test_a_pod_without_sidecar_gets_no_capture(ptp_istio_node: NodeCni, netns: str) -> None:
-    assert not ptp_istio_node.setup(make_pod("app"), netns).captured
-    rules, view = nat_view(netns)
-    assert view.chains == ()
-    assert "ISTIO" not in rules
-
-
-@needs_netns
-@pytest.mark.parametrize(
-    ("annotations", "refusal"),
-    [
-        ({EXCLUDE_OUT: "70000"}, "invalid port/service `70000' specified"),  # iptables-restore
-        ({EXCLUDE_IN: "no-such-service"}, "invalid port/service `no-such-service' specified"),
-        ({EXCLUDE_RANGES: "10.0.0.0/33"}, "prefix length out of range"),  # istio-iptables
-        ({EXCLUDE_RANGES: "169.254.169.254"}, "no '/'"),  # an address, not a CIDR
-    ],
-    ids=["port-out-of-range", "unknown-service", "prefix-too-long", "bare-address"],
-)
-def test_a_bad_annotation_fails_the_plugin_and_installs_nothing(
-    ptp_istio_node: NodeCni, netns: str, annotations: dict[str, str], refusal: str
+def test_teardown_runs_del_last_first_with_what_each_add_was_given(
+    tmp_path: Path, record: Path, netns: str
 ) -> None:
-    pod = make_pod("app", PROXY, annotations=annotations)
-    message = r'plugin type="istio-cni" failed \(add\): .*' + re.escape(refusal)
-    with pytest.raises(CniError, match=message):
-        ptp_istio_node.setup(pod, netns)
-    assert nat_view(netns)[1].chains == ()
+    node = recording_node(tmp_path, record, {"type": "first"}, {"type": "second"})
+    result = node.setup(POD, netns, random_pod_ip())
+    adds = dict(calls(record))
+    for added in record.iterdir():
+        added.unlink()
+    assert node.teardown(result, POD, netns) == []
+    (second_call, second), (first_call, first) = calls(record)
+    assert (second_call, first_call) == ("second-DEL", "first-DEL")
+    assert first["env"]["CNI_COMMAND"] == "DEL"
+    assert first["stdin"] == adds["first-ADD"]["stdin"]
+    assert second["stdin"] == adds["second-ADD"]["stdin"]
 
 
 @needs_netns
-def test_a_service_name_for_a_port_is_taken_as_its_number(
-    ptp_istio_node: NodeCni, netns: str
+def test_a_plugin_that_fails_add_fails_the_sandbox_with_its_cni_error(
+    tmp_path: Path, record: Path, netns: str
 ) -> None:
-    """istio-iptables passes ports through to iptables, which looks names up as a
-    service (``/etc/services``): ``http`` is not refused, it excludes port 80."""
-    try:
-        port = socket.getservbyname("http", "tcp")
-    except OSError:
-        pytest.skip("this machine has no service named http (/etc/services)")
-    pod = make_pod("app", PROXY, annotations={EXCLUDE_IN: "http"})
-    assert ptp_istio_node.setup(pod, netns).captured
-    rules, view = nat_view(netns)
-    assert view.redirected
-    assert f"-A ISTIO_INBOUND -p tcp -m tcp --dport {port} -j RETURN" in rules
+    node = recording_node(tmp_path, record, {"type": "refusing", "fail": "no pod found"})
+    with pytest.raises(CniError, match=re.escape('plugin type="refusing" failed (add): no pod')):
+        node.setup(POD, netns, random_pod_ip())
+
+
+@needs_netns
+def test_teardown_goes_on_past_a_failing_del_and_reports_it(
+    tmp_path: Path, record: Path, netns: str
+) -> None:
+    node = recording_node(tmp_path, record, {"type": "first"}, {"type": "second"})
+    result = node.setup(POD, netns, random_pod_ip())
+    (node.bin_dir / "second").unlink()  # its binary is gone by teardown
+    failures = node.teardown(result, POD, netns)
+    assert failures == [f'failed to find plugin "second" in path [{node.bin_dir}]']
+    assert [c for c, _ in calls(record)][-1] == "first-DEL"
 
 
 @needs_netns
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
-def test_istio_validation_passes_once_captured_and_exits_with_the_repair_code_before(
-    ptp_istio_node: NodeCni, netns: str, pilot_agent: Path
+def test_istio_validation_exits_with_the_repair_code_until_the_capture_is_in(
+    netns: str, pilot_agent: Path
 ) -> None:
-    """The ``istio-validation`` init container's check, run as its uid 1337: 126
-    (what :mod:`~chaosmesh_sec.lab.standins.cni_repair` labels pods for) until the
-    CNI step has captured the pod."""
-    pod = make_pod("app", PROXY)
+    """The ``istio-validation`` init container's check, run as its uid 1337: 126 (what
+    istio-cni's repair controller acts on) until Istio's capture is in the namespace."""
     as_proxy = ["setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups"]
-    validation = [
-        *as_proxy,
-        str(pilot_agent),
-        "istio-iptables",
-        *capture_args(pod),
-        "--run-validation",
-        "--skip-rule-apply",
-        "--probe-timeout",
-        "1s",
-    ]
-    assert in_ns(netns, *validation, check=False).returncode == VALIDATION_ERROR_CODE
-    assert ptp_istio_node.setup(pod, netns).captured
+    istio_iptables = [str(pilot_agent), "istio-iptables", *ISTIO_CAPTURE]
+    validation = [*as_proxy, *istio_iptables, "--run-validation", "--skip-rule-apply"]
+    validation += ["--probe-timeout", "1s"]
+    assert in_ns(netns, *validation, check=False).returncode == 126
+    in_ns(netns, *istio_iptables, timeout=60)
     done = in_ns(netns, *validation, check=False)
     assert done.returncode == 0, done.stdout[-500:]
 
@@ -429,11 +354,11 @@ def test_a_failed_init_container_is_retried_with_its_exit_in_last_state() -> Non
     assert validation.restart_count == 3
     assert validation.state.waiting.reason == "CrashLoopBackOff"
     ended = validation.last_state.terminated
+    # what istio-cni's repair controller reads: the validation's last exit code
     assert (ended.exit_code, ended.reason, ended.message) == (126, "Error", "no redirect")
     assert ended.started_at == STARTED_AT <= ended.finished_at
     for status in pod.status.container_statuses:
         assert status.state.waiting.reason == "PodInitializing"
-    assert needs_repair_label(pod)  # what istio-cni's repair controller acts on
 
 
 def test_init_containers_before_the_failed_one_show_completed() -> None:

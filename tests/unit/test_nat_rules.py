@@ -3,7 +3,7 @@
 The dumps are ``iptables-save -t nat`` as istio-init (or istio-cni) leaves it: the
 rules below are the seed's (003), in the order iptables-save prints them. The real
 run makes a network namespace holding a pod IP, installs Istio's capture in it with
-the real ``pilot-agent istio-iptables`` (the arguments the lab's CNI step uses), and
+the real ``pilot-agent istio-iptables`` (the arguments of the istio-cni plugin), and
 runs the probe's script on this machine as the inspection pod runs it on a node (it
 finds namespaces through ``/proc/*/ns/net``).
 """
@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from chaosmesh_sec.lab.agent.cni import capture_args
 from chaosmesh_sec.probes._nat_rules import CHAINS, END, MARK, NatView, dump_script, parse_dumps
-from tests.netns import in_ns, needs_netns, pod_netns, random_pod_ip, sh
-from tests.unit.test_cni_repair import make_pod
+from tests.netns import ISTIO_CAPTURE, in_ns, needs_netns, pod_netns, random_pod_ip, sh
 
 pytestmark = pytest.mark.unit
 
@@ -149,8 +147,7 @@ def test_the_script_finds_the_pods_namespace_and_reads_istios_real_capture(
         done = sh("sh", "-c", dump_script([ip, "192.0.2.254"]), timeout=60)
         assert parse_dumps(done.stdout) == {ip: NatView((), (), ())}
 
-        pod = make_pod("app", "istio-proxy")
-        in_ns(ns, str(pilot_agent), "istio-iptables", *capture_args(pod), timeout=60)
+        in_ns(ns, str(pilot_agent), "istio-iptables", *ISTIO_CAPTURE, timeout=60)
         view = parse_dumps(sh("sh", "-c", dump_script([ip]), timeout=60).stdout)[ip]
         assert view.chains == CHAINS
         assert view.redirected

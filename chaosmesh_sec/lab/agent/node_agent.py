@@ -21,11 +21,11 @@ from kubernetes import client, watch
 from chaosmesh_sec.errors import LabError
 from chaosmesh_sec.lab import inspect, network
 from chaosmesh_sec.lab.agent import kwokres, podstatus, volumes
-from chaosmesh_sec.lab.agent.cni import CniError, NodeCni
+from chaosmesh_sec.lab.agent.cni import ChainResult, CniError, NodeCni, PodRef
 from chaosmesh_sec.lab.agent.crilog import CriLogPump
 from chaosmesh_sec.lab.agent.runtime import ContainerProcess, start_container
 from chaosmesh_sec.lab.agent.services import ServiceProxy
-from chaosmesh_sec.lab.images import PILOT_AGENT, Image
+from chaosmesh_sec.lab.images import Image
 from chaosmesh_sec.lab.topology import Node, Topology
 
 __all__ = ["NodeAgent"]
@@ -56,6 +56,11 @@ class PodState:
     pumps: list[CriLogPump] = field(default_factory=list)
     gone: bool = False
     sandbox: subprocess.Popen[bytes] | None = None
+    chain: ChainResult | None = None  # what its CNI ADD went through, for the DEL
+
+    @property
+    def ref(self) -> PodRef:
+        return PodRef(self.namespace, self.name, self.uid)
 
 
 class NodeAgent:
@@ -77,8 +82,7 @@ class NodeAgent:
         self.images = images
         self.node_root = node_root
         self.cni_bin_dir = cni_bin_dir
-        proxy = images.get("proxyv2")
-        self.cni = NodeCni(node_root, proxy.files.get(PILOT_AGENT) if proxy else None)
+        self.cni = NodeCni(node_root)
         # pod uid -> (when to try again, namespace, name)
         self.sandbox_failures: dict[str, tuple[float, str, str]] = {}
         self.services = ServiceProxy(api, self._hosts_files)
@@ -152,7 +156,7 @@ class NodeAgent:
         """The node's own CNI conflist and plugins (what a cluster's primary CNI installs).
 
         The plugins are copied in when missing; the conflist is written once. The
-        istio-cni stand-in chains its plugin into it; the agent sets pods up itself.
+        real install-cni (istio-cni-node) chains its plugin into it.
         """
         self.cni.bin_dir.mkdir(parents=True, exist_ok=True)
         for plugin in CNI_PLUGINS:
@@ -210,29 +214,31 @@ class NodeAgent:
         pod_dir.mkdir(parents=True, exist_ok=True)
         pod_dir.chmod(0o700)  # its tokens and secrets are 0644 files, as a kubelet's
         netns = ""
+        chain = None
         retried = False
         if not pod.spec.host_network:
             self._wait_released(pod.status.pod_ip)
             try:  # a failed sandbox is retried, as a kubelet does: e.g. an IP whose
                 # previous pod is still being torn down on this node
                 netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
-                chain = self.cni.setup(pod, netns)
+                ref = PodRef(meta.namespace, meta.name, meta.uid)
+                chain = self.cni.setup(ref, netns, pod.status.pod_ip)
             except (CniError, LabError) as exc:
                 network.delete_pod_netns(meta.uid)
                 self._sandbox_failed(pod, str(exc))
                 return
             retried = self.sandbox_failures.pop(meta.uid, None) is not None
             logger.info(
-                "lab agent %s: %s/%s network by %s (%s)%s",
+                "lab agent %s: %s/%s network by %s (%s)",
                 self.node.name,
                 meta.namespace,
                 meta.name,
                 chain.conflist,
-                " -> ".join(chain.plugins),
-                ", traffic redirected by istio-cni" if chain.captured else "",
+                " -> ".join(chain.types),
             )
         (pod_dir / "netns").write_text(netns)
         state = PodState(meta.uid, meta.namespace, meta.name, pod_dir, netns, pod.status.pod_ip)
+        state.chain = chain
         if netns:  # the pod's sandbox ("pause"): a process that holds the namespace
             state.sandbox = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{netns}", "--", "sleep", "infinity"],
@@ -386,7 +392,7 @@ class NodeAgent:
             volumes=vols,
             pod_dir=state.pod_dir,
             images=self.images,
-            base_env=self.base_env,
+            base_env={**self.base_env, **volumes.env_from(self.core, pod, container)},
             on_exit=on_exit,
         )
 
@@ -477,6 +483,9 @@ class NodeAgent:
             cp.stop()
         for pump in state.pumps:
             pump.stop()
+        if state.netns and state.chain is not None:
+            for failure in self.cni.teardown(state.chain, state.ref, state.netns):
+                logger.warning("lab agent %s: %s: %s", self.node.name, state.name, failure)
         if state.netns:
             network.delete_pod_netns(state.uid)
         shutil.rmtree(state.pod_dir, ignore_errors=True)

@@ -1,13 +1,13 @@
 """What the lab runs for a container: the image's real program, a stand-in, or its command.
 
 Images the lab has for real (:mod:`chaosmesh_sec.lab.images`: istiod's ``pilot``,
-``proxyv2``'s pilot-agent and Envoy, go-httpbin) have their files bound at their
-image paths in the container, and run their entrypoint unless the container gives a
-``command``. Images the lab cannot run (istio-cni's ``install-cni``, Cilium, Istio's
-Python helloworld) map to a stand-in of ours in :mod:`chaosmesh_sec.lab.standins`,
-run with this Python. Any other container with an explicit ``command`` runs that
-command with the host's tools. Containers with none of these are simulated only
-(kwok keeps their status).
+``proxyv2``'s pilot-agent and Envoy, istio-cni's ``install-cni``, go-httpbin) have
+their files bound at their image paths in the container, and run their entrypoint
+unless the container gives a ``command``. Images the lab cannot run (Cilium, Istio's
+Python helloworld, the lab's ambient enrolment) map to a stand-in of ours in
+:mod:`chaosmesh_sec.lab.standins`, run with this Python. Any other container with an
+explicit ``command`` runs that command with the host's tools. Containers with none of
+these are simulated only (kwok keeps their status).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _standin(module: str, *args: str) -> list[str]:
 
 STANDINS: dict[str, list[str]] = {
     # image repository basename -> the argv that stands for its entrypoint
-    "install-cni": _standin("chaosmesh_sec.lab.standins.cni_node"),
+    "ambient-enrolment": _standin("chaosmesh_sec.lab.standins.ambient_enrolment"),
     "cilium": _standin("chaosmesh_sec.lab.standins.cilium_agent"),
     "examples-helloworld-v1": _standin("chaosmesh_sec.lab.standins.apps", "helloworld"),
     "examples-helloworld-v2": _standin("chaosmesh_sec.lab.standins.apps", "helloworld"),

@@ -1,4 +1,5 @@
-"""Materialise a pod's volumes into files under the pod's directory.
+"""Materialise a pod's volumes into files under the pod's directory, and its
+containers' ``envFrom`` into variables.
 
 Supported: projected (serviceAccountToken, configMap, secret, downwardAPI metadata),
 configMap, secret, downwardAPI (metadata fields, labels and annotations), emptyDir,
@@ -18,7 +19,7 @@ from typing import Any
 
 from kubernetes import client
 
-__all__ = ["Mount", "materialise"]
+__all__ = ["Mount", "env_from", "materialise"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -137,13 +138,28 @@ def field_value(pod: Any, path: str) -> str:
     return _field(pod, path)
 
 
+# The kernel's own filesystems: every lab node is this machine's kernel (a node is a
+# network namespace), so a hostPath of these is the machine's, read-only as mounted.
+KERNEL_PATHS = ("/proc", "/sys")
+
+
+def host_path(path: str, node_root: Path) -> Path:
+    """Where a hostPath volume's ``path`` is on the node (created when missing)."""
+    if path.rstrip("/") in KERNEL_PATHS:
+        return Path(path)
+    host = node_root / path.lstrip("/")
+    host.mkdir(parents=True, exist_ok=True)
+    return host
+
+
 def materialise(
     core: client.CoreV1Api, pod: Any, pod_dir: Path, node_root: Path
 ) -> dict[str, Path]:
     """Write every volume of ``pod`` under ``pod_dir/volumes``; return name -> directory.
 
     A hostPath is a directory under ``node_root``, the node's own filesystem (lab nodes
-    share the machine's, and a pod must not write to it).
+    share the machine's, and a pod must not write to it), but for the kernel's
+    ``/proc`` and ``/sys`` (:func:`host_path`).
     """
     m = _Materialiser(core, pod)
     out: dict[str, Path] = {}
@@ -162,9 +178,7 @@ def materialise(
         elif vol.downward_api is not None:
             files = m.downward(vol.downward_api.items or [])
         elif vol.host_path is not None:
-            host = node_root / vol.host_path.path.lstrip("/")
-            host.mkdir(parents=True, exist_ok=True)
-            out[vol.name] = host
+            out[vol.name] = host_path(vol.host_path.path, node_root)
             continue
         elif vol.empty_dir is not None:
             target.chmod(0o777)  # as a kubelet makes it: any container's user writes there
@@ -173,4 +187,21 @@ def materialise(
         for rel, value in files.items():
             _write(target / rel, value)
         out[vol.name] = target
+    return out
+
+
+def env_from(core: client.CoreV1Api, pod: Any, container: Any) -> dict[str, str]:
+    """``container``'s ``envFrom``: every key of each ConfigMap and Secret, with its
+    prefix, later sources over earlier ones (a kubelet puts ``env`` over these)."""
+    m = _Materialiser(core, pod)
+    out: dict[str, str] = {}
+    for source in container.env_from or []:
+        data: dict[str, bytes] | None = None
+        if source.config_map_ref is not None:
+            ref = source.config_map_ref
+            data = m.configmap(ref.name, bool(ref.optional))
+        elif source.secret_ref is not None:
+            data = m.secret(source.secret_ref.name, bool(source.secret_ref.optional))
+        for key, value in (data or {}).items():
+            out[f"{source.prefix or ''}{key}"] = value.decode(errors="replace")
     return out

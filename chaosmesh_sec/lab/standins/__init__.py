@@ -1,7 +1,8 @@
 """Stand-ins for programs the lab cannot run (no container runtime, no eBPF).
 
-- :mod:`.cni_node`: istio-cni's ``install-cni`` (the node's plugin and conflist), with
-  :mod:`.cni_repair`, its agent's pod watch (repair labels, ambient enrolment);
+- :mod:`.ambient_enrolment`: the ambient enrolment istio-cni's agent does with
+  ztunnel (the annotation only; the agent itself, its installer, its repair
+  controller and its plugin are real);
 - :mod:`.cilium_agent`: Cilium's agent, L4 ingress policy as iptables, built by
   :mod:`.l4policy`;
 - :mod:`.apps`: Istio's helloworld sample.
@@ -10,6 +11,7 @@ Each stands for one image's entrypoint (see :mod:`chaosmesh_sec.lab.agent.progra
 and does, for real and on this machine, the part of its job that the pack's faults
 and probes observe. What each leaves out is said in its module docstring. The
 sidecar (``proxyv2``: pilot-agent and Envoy), its capture (``istio-iptables``),
-istiod and httpbin are not stand-ins: the lab runs the real programs
+istio-cni (``install-cni`` and the ``istio-cni`` plugin), istiod and httpbin are not
+stand-ins: the lab runs the real programs
 (:mod:`chaosmesh_sec.lab.images`).
 """

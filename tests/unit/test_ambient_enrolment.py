@@ -1,6 +1,7 @@
-"""The istio-cni agent stand-in's two decisions: which pods to label for repair, which to enrol.
+"""The ambient enrolment stand-in's decision: which pods of its node to enrol.
 
-Pods are ``kubernetes.client`` models, as the watch hands them over.
+Pods are ``kubernetes.client`` models, as the watch hands them over. ``make_pod`` is
+the pod model the lab's unit tests share.
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client as k8s
 
-from chaosmesh_sec.lab.standins.cni_repair import (
+from chaosmesh_sec.lab.standins.ambient_enrolment import (
     AMBIENT_ANNOTATION,
     DATAPLANE_MODE,
-    UNINITIALIZED_LABEL,
     needs_enrolment,
-    needs_repair_label,
 )
 
 pytestmark = pytest.mark.unit
-
-VALIDATION = "istio-validation"
 
 
 def make_pod(
@@ -61,59 +58,6 @@ def make_pod(
             phase=phase, pod_ip="10.244.1.7", init_container_statuses=init_statuses
         ),
     )
-
-
-def ended(code: int) -> k8s.V1ContainerState:
-    return k8s.V1ContainerState(
-        terminated=k8s.V1ContainerStateTerminated(exit_code=code, reason="Error")
-    )
-
-
-WAITING = k8s.V1ContainerState(waiting=k8s.V1ContainerStateWaiting(reason="CrashLoopBackOff"))
-RUNNING = k8s.V1ContainerState(running=k8s.V1ContainerStateRunning())
-
-
-def init_status(
-    name: str = VALIDATION,
-    state: k8s.V1ContainerState | None = None,
-    last: k8s.V1ContainerState | None = None,
-) -> k8s.V1ContainerStatus:
-    return k8s.V1ContainerStatus(
-        name=name,
-        image="istio/proxyv2:1.24",
-        image_id="",
-        ready=False,
-        restart_count=0 if last is None else 1,
-        state=state,
-        last_state=last,
-    )
-
-
-# ---------------------------------------------------------------- repair
-
-
-@pytest.mark.parametrize(
-    ("statuses", "labels", "expected"),
-    [
-        ([init_status(state=ended(126))], None, True),
-        ([init_status(state=WAITING, last=ended(126))], None, True),  # in CrashLoopBackOff
-        ([init_status(state=RUNNING, last=ended(126))], {"app": "a"}, True),  # retried
-        ([init_status("istio-init", ended(0)), init_status(state=ended(126))], None, True),
-        ([init_status(state=ended(126))], {UNINITIALIZED_LABEL: "true"}, False),  # done
-        ([init_status(state=ended(0))], None, False),
-        ([init_status(state=WAITING, last=ended(1))], None, False),  # another failure
-        ([init_status(state=RUNNING)], None, False),
-        ([init_status()], None, False),  # no state reported yet
-        ([init_status("istio-init", ended(126))], None, False),  # not the validation
-        ([], None, False),
-        (None, None, False),
-    ],
-)
-def test_only_a_validation_that_found_no_redirection_gets_the_label(
-    statuses: list[k8s.V1ContainerStatus] | None, labels: dict[str, str] | None, expected: bool
-) -> None:
-    pod = make_pod(init_containers=(VALIDATION,), labels=labels, init_statuses=statuses)
-    assert needs_repair_label(pod) is expected
 
 
 # ---------------------------------------------------------------- ambient enrolment
