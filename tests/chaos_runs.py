@@ -51,3 +51,13 @@ def chaos_run(
 def outputs(run: dict[str, Any]) -> dict[str, Any]:
     """The method's activity outputs by name (the last one wins)."""
     return {r["activity"]["name"]: r.get("output") for r in run["run"]}
+
+
+def assert_caught_or_redirected(pod: dict[str, Any]) -> None:
+    """A canary either missed the window (redirected), was caught in it (126, no
+    rules) or was caught and then repaired in place (126 before, rules in now)."""
+    assert pod["verdict"] in ("redirected", "caught"), pod
+    if pod["verdict"] == "caught":
+        assert pod["validation_exit_code"] == 126 and pod["nat"]["chains"] == [], pod
+    else:
+        assert pod["nat"]["redirected"] and pod["validation_exit_code"] in (0, None), pod

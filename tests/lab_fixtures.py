@@ -9,6 +9,7 @@ process, a network namespace, an iptables rule) it reads this machine through
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -381,25 +382,80 @@ def node_conflist(node: str) -> Path:
     return LabPaths.default().node_root(node) / "etc/cni/net.d" / CNI_CONFLIST
 
 
-def stop_istio_cni(core: client.CoreV1Api, node: str) -> None:
-    """Delete the node's istio-cni-node pod and wait until its plugin has left the chain.
+MODE_KEYS = ("LABEL", "DELETE", "REPAIR")
+OFF_LABEL = "cmslab.io/istio-cni"  # the lab DaemonSet's affinity: "off" keeps it away
+CNI_CONFIG = "istio-cni-config"
+# The chart's repair values as the lab's ConfigMap holds them (repairPods wins over
+# deletePods, which wins over labelPods: the repair controller's order).
+REPAIR_MODES = {
+    mode: {f"REPAIR_{key}_PODS": str(key == mode.upper()).lower() for key in MODE_KEYS}
+    for mode in ("label", "delete", "repair")
+}
 
-    The window stays open until the DaemonSet's replacement is up (the lab's install-cni
-    stand-in takes a few seconds to start, as an image pull would).
-    """
-    [old] = core.list_namespaced_pod(
+
+def _cni_pod(core: client.CoreV1Api, node: str) -> Any:
+    pods = core.list_namespaced_pod(
         "istio-system",
         label_selector="k8s-app=istio-cni-node",
         field_selector=f"spec.nodeName={node}",
     ).items
-    core.delete_namespaced_pod(old.metadata.name, "istio-system")
-    eventually(
-        lambda: "istio-cni" not in node_conflist(node).read_text(), 20, "istio-cni out of the chain"
-    )
+    return pods[0] if pods else None
 
 
-def istio_cni_back(node: str) -> None:
-    eventually(lambda: "istio-cni" in node_conflist(node).read_text(), 30, "istio-cni back")
+def _agent_ready(core: client.CoreV1Api, node: str) -> bool:
+    pod = _cni_pod(core, node)
+    if pod is None or pod.metadata.deletion_timestamp is not None:
+        return False
+    ready = {c.type: c.status for c in pod.status.conditions or []}.get("Ready") == "True"
+    return ready and "istio-cni" in node_conflist(node).read_text()
+
+
+def _label_node(core: client.CoreV1Api, node: str, value: str | None) -> None:
+    core.patch_node(node, {"metadata": {"labels": {OFF_LABEL: value}}})
+
+
+@contextlib.contextmanager
+def istio_cni_down(core: client.CoreV1Api, node: str) -> Iterator[Callable[[], None]]:
+    """The real istio-cni agent kept off ``node`` until the yielded ``back()`` (or the
+    end of the block) lets it back; both wait: for the plugin out of the node's chain
+    (the agent takes it out as it shuts down), and back in with the agent Ready."""
+    _label_node(core, node, "off")  # the DaemonSet controller deletes the node's pod
+    let_back = False
+
+    def back() -> None:
+        nonlocal let_back
+        if not let_back:
+            let_back = True
+            _label_node(core, node, None)
+            eventually(lambda: _agent_ready(core, node), 60, f"istio-cni back on {node}")
+
+    try:
+        eventually(
+            lambda: (
+                _cni_pod(core, node) is None and "istio-cni" not in node_conflist(node).read_text()
+            ),
+            60,
+            f"istio-cni off {node} and out of its chain",
+        )
+        yield back
+    finally:
+        back()
+
+
+@contextlib.contextmanager
+def repair_mode(core: client.CoreV1Api, node: str, mode: str) -> Iterator[None]:
+    """istio-cni's repair controller in ``mode`` (label, delete, repair) for agents
+    that start in the block; after it, the lab's default again and ``node``'s agent
+    restarted into it."""
+    before = core.read_namespaced_config_map(CNI_CONFIG, "istio-system").data
+    core.patch_namespaced_config_map(CNI_CONFIG, "istio-system", {"data": REPAIR_MODES[mode]})
+    try:
+        yield
+    finally:
+        restore = {k: before[k] for k in REPAIR_MODES[mode]}
+        core.patch_namespaced_config_map(CNI_CONFIG, "istio-system", {"data": restore})
+        with istio_cni_down(core, node):
+            pass
 
 
 def drop_lease_of_killed_run(api: client.ApiClient, namespace: str, pid: int) -> None:

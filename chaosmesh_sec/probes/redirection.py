@@ -7,7 +7,8 @@ the node's chain (istio-cni-node restarting) has none, and its app is reachable
 around the proxy: a fail-open no policy shows. Three witnesses, per pod:
 
 - the ``istio-validation`` init container's exit code (126: traffic not captured;
-  the pod is then held in Init, caught);
+  the pod is then held in Init, caught). Its latest run counts: a pod whose rules
+  istio-cni's repair controller wrote in place passes on its next run (``repaired``);
 - the label istio-cni's repair controller puts on such pods
   (``cni.istio.io/uninitialized``);
 - the ``ISTIO_INBOUND`` / ``ISTIO_IN_REDIRECT`` / ``ISTIO_OUTPUT`` /
@@ -84,17 +85,19 @@ def redirection_in_place(
     """Is the traffic of every sidecar pod (in `namespace`, matching `label_selector`,
     on `node`; empty: all) redirected through its proxy?
 
-    Per pod: the exit code of init container `validation_container` (126 means not
-    captured), whether it carries `uninitialized_label`, and, when `inspect_nodes`,
-    its nat chains read on its node by an inspection pod in `probe_namespace`
-    (image `image`: needs sh, nsenter, ip, iptables-save; hostPID and the
+    Per pod: the exit code of init container `validation_container`'s latest run (126
+    means not captured; `repaired` when an earlier run exited 126), whether it
+    carries `uninitialized_label`, and, when `inspect_nodes`, its nat chains read on
+    its node by an inspection pod in `probe_namespace` (image `image`: needs sh,
+    nsenter, ip, iptables-save; hostPID and the
     capabilities SYS_ADMIN, SYS_PTRACE, NET_ADMIN, NET_RAW, not privileged; the
     control-plane taints tolerated only when `tolerate_control_plane`).
     Verdicts: `redirected`; `caught` (not captured, app not started);
     `unredirected` (app running without capture); `unknown` (no witness). Returns
     `{"holds", "counts": {verdict: n}, "unredirected": [pod], "caught": [pod],
     "pods": [{"pod", "namespace", "node", "ip", "phase", "app_running",
-    "validation_exit_code", "uninitialized_label", "nat", "verdict", "detail"}],
+    "validation_exit_code", "repaired", "uninitialized_label", "nat", "verdict",
+    "detail"}],
     "checked_at"}`; `holds` is false when any pod is `unredirected`. Tolerance:
     `$.holds`.
     """
@@ -195,18 +198,22 @@ def _read_nat(
     return views
 
 
-def _validation_exit(pod: Any, container: str) -> int | None:
+def _validation_runs(pod: Any, container: str) -> tuple[int | None, int | None]:
+    """The exit code of ``container``'s latest ended run (None: none ended yet), and of
+    the run before it (None: no earlier run ended)."""
     for status in pod.status.init_container_statuses or []:
         if status.name != container:
             continue
-        for state in (status.state, status.last_state):
-            if state is not None and state.terminated is not None:
-                code: int = state.terminated.exit_code
-                if code != 0:
-                    return code
-        if status.state is not None and status.state.terminated is not None:
-            return 0
-    return None
+        ended = [
+            state.terminated.exit_code
+            for state in (status.state, status.last_state)
+            if state is not None and state.terminated is not None
+        ]
+        now = status.state.terminated if status.state is not None else None
+        if now is not None:  # it ended: this run, then the one before
+            return ended[0], ended[1] if len(ended) > 1 else None
+        return (ended[0] if ended else None), None  # waiting or running again
+    return None, None
 
 
 def _app_running(pod: Any) -> bool:
@@ -219,7 +226,10 @@ def _app_running(pod: Any) -> bool:
 def _judge(
     pod: Any, validation: str, label: str, inspected: bool, views: dict[str, NatView]
 ) -> dict[str, Any]:
-    code = _validation_exit(pod, validation)
+    code, before = _validation_runs(pod, validation)
+    # repaired in place: istio-cni's repair controller wrote the rules into the running
+    # pod, and the validation that had exited 126 passed on its next run
+    repaired = code == 0 and before == VALIDATION_ERROR_CODE
     labelled = label in (pod.metadata.labels or {})
     running = _app_running(pod)
     view = views.get(pod.status.pod_ip)
@@ -245,6 +255,8 @@ def _judge(
         detail = "not captured, held back before its app started"
     if code not in (None, 0):
         detail += f"; {validation} exited {code}"
+    if repaired:
+        detail += f"; repaired in place: {validation} exited {before}, then passed"
     if labelled:
         detail += f"; labelled {label}"
     return {
@@ -255,6 +267,7 @@ def _judge(
         "phase": pod.status.phase,
         "app_running": running,
         "validation_exit_code": code,
+        "repaired": repaired,
         "uninitialized_label": labelled,
         "nat": view.as_dict() if view is not None else None,
         "verdict": verdict,

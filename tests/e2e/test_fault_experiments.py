@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.chaos_runs import EXPERIMENTS, chaos_run, outputs
+from tests.chaos_runs import EXPERIMENTS, assert_caught_or_redirected, chaos_run, outputs
 from tests.lab_fixtures import deploy_pause, eventually
 
 NODE = "lab-node-1"
@@ -46,9 +46,12 @@ def test_cni_restart_experiment(lab: Path, tmp_path: Path) -> None:
     """The race window opens on the canaries' node and the probes say how it went.
 
     istio-cni-node restarts on lab-node-2 (with lab-node-3, which has no canaries);
-    canary sidecar pods scaled up there meanwhile get no ISTIO_* rules: their
-    istio-validation exits 126, the repair controller labels them, and they stay in
-    Init (caught), while the identity matrix holds throughout.
+    canary sidecar pods are scaled up there meanwhile. The real agent is back within
+    about a second, so whether a canary is set up inside the window is the race
+    itself: one that is gets no ISTIO_* rules, its istio-validation exits 126 and the
+    repair controller (in place, the chart's default) writes them once the agent is
+    back. Whichever way each one went, none runs its app without capture, and the
+    identity matrix holds throughout.
     """
     run = chaos_run(
         EXPERIMENTS / "cni-restart.json",
@@ -65,16 +68,17 @@ def test_cni_restart_experiment(lab: Path, tmp_path: Path) -> None:
     redirected = next(p for p in before if p["activity"]["name"] == "redirection-in-place")
     assert redirected["output"]["counts"]["caught"] == 0
     during = out["canaries-redirected-or-caught"]
-    assert during["holds"] is True and during["counts"]["caught"] == 2, during
+    assert during["holds"] is True and during["counts"]["unredirected"] == 0, during
+    assert len(during["pods"]) == 2
     for pod in during["pods"]:
-        assert (pod["validation_exit_code"], pod["uninitialized_label"]) == (126, True)
-        assert pod["nat"]["chains"] == []
+        assert_caught_or_redirected(pod)
     assert out["identity-matrix-during-the-restart"]["holds"] is True
     [rollback] = run["rollbacks"]
     assert rollback["output"]["replicas"] == 0
     print(
         "cni restart: window on lab-node-2 "
-        f"{restart['nodes'][0]['seconds_to_ready']}s; canaries caught: {during['caught']}"
+        f"{restart['nodes'][0]['seconds_to_ready']}s; canaries: "
+        + ", ".join(f"{p['pod']} {p['verdict']} ({p['detail']})" for p in during["pods"])
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chaos_runs import BIN, ROOT, SECRET_SHAPES, outputs
+from tests.chaos_runs import BIN, ROOT, SECRET_SHAPES, assert_caught_or_redirected, outputs
 from tests.report_figures import check_report_in_browser
 
 PLAN = ROOT / "gamedays" / "lab.yaml"
@@ -85,10 +85,12 @@ def test_no_token_or_key_anywhere_in_what_it_wrote(gameday: tuple[int, Path, str
 
 
 def test_the_cni_restart_was_seen_by_the_posture_probes(gameday: tuple[int, Path, str]) -> None:
-    """The restart opened the race on the canaries' node; the probes caught every canary."""
+    """The restart opened the race on the canaries' node; no canary ran around its proxy
+    (each missed the window, or was caught in it and repaired)."""
     run = _journal(gameday[1], "cni-restart")
     out = outputs(run)
     during = out["canaries-redirected-or-caught"]
-    assert during["counts"]["caught"] == 2 and during["counts"]["unredirected"] == 0
-    assert {p["validation_exit_code"] for p in during["pods"]} == {126}
+    assert during["counts"]["unredirected"] == 0 and len(during["pods"]) == 2, during
+    for pod in during["pods"]:
+        assert_caught_or_redirected(pod)
     assert out["identity-matrix-during-the-restart"]["holds"] is True

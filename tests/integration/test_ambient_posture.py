@@ -17,7 +17,7 @@ from kubernetes import client
 
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.probes import ambient
-from tests.lab_fixtures import curl_pod, eventually, istio_cni_back, stop_istio_cni
+from tests.lab_fixtures import curl_pod, eventually, istio_cni_down
 
 NODE = "lab-node-3"
 APP = {"app": "web"}
@@ -96,12 +96,11 @@ def test_ambient_posture_follows_policies_and_enrolment(
     ]
 
     # a pod started while its node's istio-cni agent is down is not enrolled
-    stop_istio_cni(core, NODE)
-    _create_pod(core, ns, "stray", {"app": "stray"}, node=NODE)
-    result, found = _findings(ns)
-    assert ("not_redirected", "stray", []) in found
-    assert result["ambient_pods"] == 1
-    istio_cni_back(NODE)
+    with istio_cni_down(core, NODE):
+        _create_pod(core, ns, "stray", {"app": "stray"}, node=NODE)
+        result, found = _findings(ns)
+        assert ("not_redirected", "stray", []) in found
+        assert result["ambient_pods"] == 1
     eventually(lambda: _enrolled(core, ns, "stray"), 30, "the agent, back, to enrol stray")
     core.delete_namespaced_pod("stray", ns, grace_period_seconds=0)
     eventually(lambda: not _pod_exists(core, ns, "stray"), 30, "stray gone")

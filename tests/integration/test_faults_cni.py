@@ -1,9 +1,9 @@
 """restart_cni_pods against the lab's istio-cni-node DaemonSet.
 
-The lab runs a stand-in for install-cni (``chaosmesh_sec.lab.standins.cni_node``) as
-a real process per node: it chains the istio-cni plugin into the node's conflist and
-takes it out again when it stops. So a restart is seen below the API: the old
-process exits, the plugin leaves the conflist and comes back with the new pod.
+The lab runs istio-cni's real node agent (install-cni, built from istio.io/istio) as a
+process per node: it chains the istio-cni plugin into the node's conflist and takes
+it out again as it shuts down. So a restart is seen below the API: the old process
+exits, the plugin leaves the conflist and comes back with the new pod.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_rollout_restarts_every_node(
         assert _chained(node)
 
 
-def test_the_stand_in_takes_the_plugin_out_while_it_is_down(
+def test_the_agent_takes_the_plugin_out_while_it_is_down(
     core: client.CoreV1Api, cni_ready: dict[str, client.V1Pod]
 ) -> None:
     """What opens the race window: stopping install-cni unchains the plugin."""

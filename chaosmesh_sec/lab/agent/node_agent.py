@@ -324,6 +324,7 @@ class NodeAgent:
     def _initialise(self, state: PodState, pod: Any, vols: dict[str, Path]) -> None:
         """Run the init containers in order, each until it exits 0, then the containers."""
         restarts: dict[str, int] = {}
+        last: dict[str, dict[str, Any]] = {}  # each one's failed run before its last
         began = time.time()
         for container in pod.spec.init_containers:
             while not state.gone:
@@ -341,6 +342,7 @@ class NodeAgent:
                     container.name,
                     code,
                 )
+                last[container.name] = podstatus.ended(code, started, tail)
                 self._patch_status(
                     pod,
                     podstatus.init_failed(
@@ -353,7 +355,7 @@ class NodeAgent:
                     time.sleep(0.5)
         if state.gone:
             return
-        self._patch_status(pod, podstatus.running(pod, began, restarts))
+        self._patch_status(pod, podstatus.running(pod, began, restarts, last))
         self._start_all(state, pod, vols)
 
     def _run_to_exit(self, state: PodState, pod: Any, container: Any, vols: dict[str, Path]) -> int:

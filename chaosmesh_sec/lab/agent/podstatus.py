@@ -55,6 +55,17 @@ def sandbox_failed(pod: Any, message: str) -> dict[str, Any]:
     }
 
 
+def ended(code: int, started: float, message: str) -> dict[str, Any]:
+    """A container's run that ended now with ``code``: its ``terminated`` state."""
+    return {
+        "exitCode": code,
+        "reason": "Completed" if code == 0 else "Error",
+        "message": message,
+        "startedAt": stamp(started),
+        "finishedAt": stamp(),
+    }
+
+
 def init_failed(
     pod: Any, name: str, code: int, started: float, restarts: int, message: str
 ) -> dict[str, Any]:
@@ -72,15 +83,7 @@ def init_failed(
         }
         if c.name == name:
             entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
-            entry["lastState"] = {
-                "terminated": {
-                    "exitCode": code,
-                    "reason": "Error",
-                    "message": message,
-                    "startedAt": stamp(started),
-                    "finishedAt": stamp(),
-                }
-            }
+            entry["lastState"] = {"terminated": ended(code, started, message)}
         elif c.name in done:
             entry["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
         else:
@@ -97,8 +100,15 @@ def init_failed(
     }
 
 
-def running(pod: Any, started: float, restarts: dict[str, int]) -> dict[str, Any]:
-    """The pod runs: its sandbox is up and every init container (if any) exited 0."""
+def running(
+    pod: Any,
+    started: float,
+    restarts: dict[str, int],
+    last: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The pod runs: its sandbox is up and every init container (if any) exited 0;
+    ``last``: the ``terminated`` state of an init container's run before that one."""
+    before = last or {}
     statuses = [
         {
             "name": c.name,
@@ -114,6 +124,7 @@ def running(pod: Any, started: float, restarts: dict[str, int]) -> dict[str, Any
                     "finishedAt": stamp(),
                 }
             },
+            **({"lastState": {"terminated": before[c.name]}} if c.name in before else {}),
         }
         for c in pod.spec.init_containers or []
     ]

@@ -86,6 +86,16 @@ def _env(pod: Any, container: Any, base: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _node_init(mounts: list[tuple[Path, str, bool]]) -> list[tuple[Path, str, bool]]:
+    """A node's ``/proc`` shows its init as PID 1, in the node's own network namespace
+    (istio-cni's repair controller enters ``/proc/1/ns/net`` as the host's). Lab nodes
+    share this machine's kernel, whose PID 1 is not a node's (and, without
+    CAP_SYS_PTRACE, not readable here): in a hostPath of ``/proc``, PID 1's entry is
+    the node agent's, the process that stands for the node's kubelet and init."""
+    me = Path(f"/proc/{os.getpid()}")
+    return [(me, f"{target}/1", True) for source, target, _ in mounts if source == Path("/proc")]
+
+
 def run_as(pod: Any, container: Any) -> tuple[int, int] | None:
     """The (uid, gid) ``container`` runs as, from its or the pod's securityContext; None
     for the image's user (root, for every image the lab runs). A runAsUser without a
@@ -134,6 +144,7 @@ def start_container(
         for m in container.volume_mounts or []
         if m.name in volumes
     ]
+    mounts += _node_init(mounts)
     hosts = pod_dir / "hosts"
     if netns and hosts.exists():  # the pod's Service names (see agent.services)
         mounts.append((hosts, "/etc/hosts", True))
