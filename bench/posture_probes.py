@@ -9,9 +9,10 @@ Times, over ROUNDS rounds against a running lab (3 nodes, the kits deployed):
 - `redirection_in_place` over every namespace (the same per node, one `/proc` scan
   and an `iptables-save` per pod namespace);
 - `ambient_posture` (API reads only), for scale;
-- the race window: an istio-cni-node pod deleted, from the delete call to its plugin
-  leaving the node's chain and to the replacement's plugin being back (read on the
-  lab's disk).
+- the race window on every node: its istio-cni-node pod (the real install-cni)
+  deleted, from the delete call to its plugin leaving the node's chain, to the
+  replacement's plugin being back (read on the lab's disk, every 5 ms), and to the
+  replacement pod being Ready (its /readyz, through the API).
 
 Prints JSON; asserts nothing.
 """
@@ -31,7 +32,7 @@ from chaosmesh_sec.probes.cni_chain import cni_chain_intact
 from chaosmesh_sec.probes.redirection import redirection_in_place
 
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
-NODE = "lab-node-3"
+NODES = ("lab-node-1", "lab-node-2", "lab-node-3")
 
 
 def timed(call: Callable[[], Any]) -> tuple[float, Any]:
@@ -48,22 +49,41 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def race_window(core: client.CoreV1Api) -> dict[str, float]:
-    conflist = LabPaths.default().node_root(NODE) / "etc/cni/net.d/10-cmslab.conflist"
-    [pod] = core.list_namespaced_pod(
+def _agent(core: client.CoreV1Api, node: str) -> Any:
+    pods = core.list_namespaced_pod(
         "istio-system",
         label_selector="k8s-app=istio-cni-node",
-        field_selector=f"spec.nodeName={NODE}",
+        field_selector=f"spec.nodeName={node}",
     ).items
+    return next((p for p in pods if p.metadata.deletion_timestamp is None), None)
+
+
+def _ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def race_window(core: client.CoreV1Api, node: str) -> dict[str, float]:
+    conflist = LabPaths.default().node_root(node) / "etc/cni/net.d/10-cmslab.conflist"
+    old = _agent(core, node)
     start = time.perf_counter()
-    core.delete_namespaced_pod(pod.metadata.name, "istio-system")
+    core.delete_namespaced_pod(old.metadata.name, "istio-system")
     while "istio-cni" in conflist.read_text():
-        time.sleep(0.02)
+        time.sleep(0.005)
     gone = time.perf_counter() - start
     while "istio-cni" not in conflist.read_text():
-        time.sleep(0.02)
+        time.sleep(0.005)
     back = time.perf_counter() - start
-    return {"plugin_out_after_s": round(gone, 3), "plugin_back_after_s": round(back, 3)}
+    while True:
+        new = _agent(core, node)
+        if new is not None and new.metadata.uid != old.metadata.uid and _ready(new):
+            break
+        time.sleep(0.05)
+    ready = time.perf_counter() - start
+    return {
+        "plugin_out_after_s": round(gone, 3),
+        "plugin_back_after_s": round(back, 3),
+        "agent_ready_after_s": round(ready, 3),
+    }
 
 
 def main() -> None:
@@ -83,14 +103,14 @@ def main() -> None:
             assert out["holds"], out
             samples.append(seconds)
         results[name] = summary(samples)
-    windows = []
-    for _ in range(ROUNDS):
-        windows.append(race_window(core))
-        time.sleep(2)
-    results["istio-cni restart window"] = {
-        "plugin_out_after_s": summary([w["plugin_out_after_s"] for w in windows]),
-        "plugin_back_after_s": summary([w["plugin_back_after_s"] for w in windows]),
-    }
+    for node in NODES:
+        windows = []
+        for _ in range(ROUNDS):
+            windows.append(race_window(core, node))
+            time.sleep(2)
+        results[f"istio-cni restart window, {node}"] = {
+            key: summary([w[key] for w in windows]) for key in windows[0]
+        }
     pods = redirection_in_place()["counts"]
     print(json.dumps({"rounds": ROUNDS, "sidecar_pods": pods, "results": results}, indent=2))
 

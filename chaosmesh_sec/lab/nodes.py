@@ -99,30 +99,44 @@ def _exec_shims(paths: LabPaths, image_commands: set[str]) -> Path:
 
 
 # Our pod-ready Stage (kwok's own marks every pod Ready at once). It gives a pod its
-# IP and Running phase as kwok's does, but a pod with a readiness probe or init
-# containers starts not Ready: the node agent sets Ready when its init containers
-# have completed and its probe passes, as a kubelet would.
+# IP as kwok's does; a pod without init containers is Running, and starts not Ready
+# when it has a readiness probe. A pod with init containers is Pending in
+# PodInitializing, as a kubelet reports it: the node agent reports its init
+# containers' runs, then Running, and Ready when its probe passes.
 POD_READY_STATUS = """\
 {{ $now := Now }}
 {{ $ready := "True" }}
+{{ $init := false }}
 {{ range .spec.containers }}{{ if .readinessProbe }}{{ $ready = "False" }}{{ end }}{{ end }}
-{{ range .spec.initContainers }}{{ $ready = "False" }}{{ end }}
-phase: Running
+{{ range .spec.initContainers }}{{ $ready = "False" }}{{ $init = true }}{{ end }}
+phase: {{ if $init }}Pending{{ else }}Running{{ end }}
 startTime: {{ $now | Quote }}
 hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
 podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) \
 ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
 conditions:
-- {type: Initialized, status: "True", lastTransitionTime: {{ $now | Quote }}}
+- {type: Initialized, status: {{ if $init }}"False"{{ else }}"True"{{ end }}, \
+lastTransitionTime: {{ $now | Quote }}}
 - {type: Ready, status: {{ $ready | Quote }}, lastTransitionTime: {{ $now | Quote }}}
 - {type: ContainersReady, status: {{ $ready | Quote }}, lastTransitionTime: {{ $now | Quote }}}
+{{ if $init }}
+initContainerStatuses:
+{{ range .spec.initContainers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  ready: false
+  restartCount: 0
+  state: {waiting: {reason: PodInitializing}}
+{{ end }}
+{{ end }}
 containerStatuses:
 {{ range .spec.containers }}
 - name: {{ .name | Quote }}
   image: {{ .image | Quote }}
-  ready: {{ if .readinessProbe }}false{{ else }}true{{ end }}
+  ready: {{ if or .readinessProbe $init }}false{{ else }}true{{ end }}
   restartCount: 0
-  state: {running: {startedAt: {{ $now | Quote }}}}
+  {{ if $init }}state: {waiting: {reason: PodInitializing}}\
+{{ else }}state: {running: {startedAt: {{ $now | Quote }}}}{{ end }}
 {{ end }}
 """
 

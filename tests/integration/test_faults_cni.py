@@ -60,7 +60,9 @@ def test_delete_on_one_node_restarts_only_there_and_the_plugin_comes_back(
 ) -> None:
     target = "lab-node-2"
     old = cni_ready[target]
-    [old_proc] = inspect.container_processes(old.metadata.uid)
+    [old_proc] = [
+        p for p in inspect.container_processes(old.metadata.uid) if p.container == "install-cni"
+    ]
     assert _chained(target)
 
     result = cni.restart_cni_pods(nodes=target, timeout_seconds=60)
