@@ -209,6 +209,8 @@ class NodeAgent:
 
     # -- pod setup / teardown ---------------------------------------------------
     def _setup(self, pod: Any) -> None:
+        if not pod.spec.host_network and self._gone_from_api(pod):
+            return
         meta = pod.metadata
         pod_dir = self.pods_root / f"{meta.namespace}_{meta.name}_{meta.uid[:8]}"
         pod_dir.mkdir(parents=True, exist_ok=True)
@@ -269,6 +271,21 @@ class NodeAgent:
             ).start()
             return
         self._start_all(state, pod, vols)
+
+    def _gone_from_api(self, pod: Any) -> bool:
+        """Was ``pod`` deleted since the watch delivered it? A kubelet's pod worker sees
+        a deletion from its informer while it works and creates no sandbox for it; this
+        agent handles its watch's events one at a time, so it asks again before the CNI
+        step, which would wait 30 s on a pod that no longer exists (the istio-cni plugin
+        retries reading it). When the API cannot say, the set-up goes on."""
+        meta = pod.metadata
+        try:
+            now: Any = self.core.read_namespaced_pod(meta.name, meta.namespace)
+        except client.ApiException as exc:
+            return bool(exc.status == 404)
+        except Exception:  # noqa: BLE001 - e.g. the node is cut off: the CNI step will say
+            return False
+        return bool(now.metadata.uid != meta.uid or now.metadata.deletion_timestamp)
 
     def _start_all(self, state: PodState, pod: Any, vols: dict[str, Path]) -> None:
         for container in pod.spec.containers:
