@@ -22,7 +22,10 @@ pytestmark = pytest.mark.usefixtures("istiod_current")  # see its docstring
 
 KIT = "team-isolation"
 NAMESPACES = ("team-a", "team-b")
-STATUS = "sidecar.istio.io/status"  # what the injector writes on every pod it injected
+# What the injection template writes on every pod it injected, and the kit's
+# written-out pods do not carry (they do carry sidecar.istio.io/status, as the
+# istio-cni plugin and its repair controller look for it).
+STATUS = "kubectl.kubernetes.io/default-container"
 
 
 def _apply(lab: Path, auto_inject: bool) -> None:
