@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,14 +41,15 @@ NO_NETNS = "cmstest-absent"  # the chain fails before any plugin would enter it
 
 # A chained plugin that records each call in ``$RECORD_DIR/<n>-<type>-<command>.json``.
 RECORDER = """#!{python}
-import json, os, sys
+import json, os, sys, time
 conf = json.load(sys.stdin)
 command = os.environ["CNI_COMMAND"]
 if command == "VERSION":
     print(json.dumps({{"cniVersion": "1.0.0", "supportedVersions": {versions}}}))
     sys.exit(0)
-record = os.path.join({record!r}, "%02d-%s-%s.json" % (
-    len(os.listdir({record!r})), conf["type"], command))
+calls_dir = {record!r}
+record = os.path.join(calls_dir, "%02d-%s-%s.json" % (
+    len(os.listdir(calls_dir)), conf["type"], command))
 seen = {{
     "env": {{k: v for k, v in os.environ.items() if k.startswith("CNI_")}},
     "stdin": conf,
@@ -56,6 +58,10 @@ seen = {{
 }}
 with open(record, "w") as out:
     json.dump(seen, out)
+if conf.get("hang"):  # as the istio-cni plugin waiting for a pod that is gone
+    with open(calls_dir + ".pid", "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(600)
 if conf.get("fail"):
     print(json.dumps({{"cniVersion": "1.0.0", "code": 999, "msg": conf["fail"]}}))
     sys.exit(1)
@@ -247,6 +253,40 @@ def test_a_plugin_that_fails_add_fails_the_sandbox_with_its_cni_error(
     node = recording_node(tmp_path, record, {"type": "refusing", "fail": "no pod found"})
     with pytest.raises(CniError, match=re.escape('plugin type="refusing" failed (add): no pod')):
         node.setup(POD, netns, random_pod_ip())
+
+
+@needs_netns
+def test_an_add_in_flight_is_cancelled_and_its_plugin_killed(
+    tmp_path: Path, record: Path, netns: str
+) -> None:
+    """The pod was deleted while its plugin ran: the kubelet cancels the sync, and the
+    runtime's plugin process with it."""
+    node = recording_node(tmp_path, record, {"type": "waiting", "hang": True})
+    cancelled = threading.Event()
+    failed: list[BaseException] = []
+
+    def set_up() -> None:
+        try:
+            node.setup(POD, netns, random_pod_ip(), cancelled)
+        except CniError as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=set_up)
+    worker.start()
+    pid_file = Path(f"{record}.pid")
+    for _ in range(300):  # the plugin is running once it wrote its pid
+        if pid_file.exists() and pid_file.read_text():
+            break
+        worker.join(0.05)
+    pid = int(pid_file.read_text())
+    cancelled.set()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert [str(e) for e in failed] == [
+        'plugin type="waiting" failed (add): cancelled, the pod is being deleted'
+    ]
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left waiting
+        os.kill(pid, 0)
 
 
 @needs_netns

@@ -23,7 +23,10 @@ libcni picks it) and goes through its plugin chain:
   ``/var/run/istio-cni``) and, for a sidecar pod, writes Istio's ``nat`` rules into
   the pod's namespace. A plugin that fails fails the sandbox;
 - at teardown the same plugins run ``DEL``, last first, with the config and result
-  of their ``ADD`` (what libcni caches), before the namespace goes.
+  of their ``ADD`` (what libcni caches), before the namespace goes;
+- an ``ADD`` in flight for a pod deleted meanwhile is cancelled: its plugin is
+  killed, as the kubelet cancels the pod's sync and the runtime's libcni call runs
+  the plugin under that context.
 
 A plugin runs as on the node: in a private mount namespace whose ``/run`` is the
 node's (``<node root>/var/run``; the pod's namespace is bound at
@@ -35,11 +38,16 @@ What it leaves out: CHECK and GC, ``*.conf`` files, runtime config and capabilit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
+import os
 import shlex
+import signal
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +56,7 @@ __all__ = ["ChainResult", "CniError", "NodeCni", "PodRef", "container_id", "prim
 
 IFNAME = "eth0"
 PLUGIN_TIMEOUT = 90.0  # the istio-cni plugin retries the API for its pod for up to 30 s
+POLL = 0.1  # seconds between looks at a running plugin's cancellation
 
 
 class CniError(Exception):
@@ -190,8 +199,11 @@ class NodeCni:
             raise CniError(f'failed to find plugin "{plugin_type}" in path [{self.bin_dir}]')
         return binary
 
-    def setup(self, pod: PodRef, netns: str, pod_ip: str) -> ChainResult:
-        """Run the chain's ``ADD`` for ``pod`` (CniError when a plugin refuses)."""
+    def setup(
+        self, pod: PodRef, netns: str, pod_ip: str, cancelled: threading.Event | None = None
+    ) -> ChainResult:
+        """Run the chain's ``ADD`` for ``pod`` (CniError when a plugin refuses, or when
+        ``cancelled`` is set while one runs)."""
         path = primary_conflist(self.net_dir)
         if path is None:
             raise CniError(f"no networks found in {self.net_dir}")
@@ -215,7 +227,7 @@ class NodeCni:
         for plugin in plugins[1:]:
             given.append(prev)
             stdin = plugin_stdin(network, version, plugin, prev)
-            prev = self._run("ADD", plugin, stdin, pod, netns)
+            prev = self._run("ADD", plugin, stdin, pod, netns, cancelled)
         return ChainResult(path.name, network, version, tuple(plugins), tuple(given))
 
     def teardown(self, chain: ChainResult, pod: PodRef, netns: str) -> list[str]:
@@ -230,7 +242,13 @@ class NodeCni:
         return failures
 
     def _run(
-        self, command: str, plugin: dict[str, Any], stdin: str, pod: PodRef, netns: str
+        self,
+        command: str,
+        plugin: dict[str, Any],
+        stdin: str,
+        pod: PodRef,
+        netns: str,
+        cancelled: threading.Event | None = None,
     ) -> dict[str, Any] | None:
         kind = str(plugin.get("type", ""))
         binary = self._binary(kind)
@@ -245,18 +263,31 @@ class NodeCni:
             "CNI_ARGS": cni_args(pod),
         }
         script = node_view_script(self.run_dir, netns, binary)
-        try:
-            done = subprocess.run(
-                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                input=stdin,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=PLUGIN_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise CniError(f'plugin type="{kind}" failed ({command.lower()}): timed out') from None
+        failed = f'plugin type="{kind}" failed ({command.lower()})'
+        proc = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            start_new_session=True,  # its own group: a cancel kills the plugin too
+        )
+        deadline = time.monotonic() + PLUGIN_TIMEOUT
+        given: str | None = stdin
+        while True:
+            try:
+                out, err = proc.communicate(given, timeout=POLL)
+                break
+            except subprocess.TimeoutExpired:
+                given = None  # written once; communicate keeps reading
+            if cancelled is not None and cancelled.is_set():
+                _kill(proc)
+                raise CniError(f"{failed}: cancelled, the pod is being deleted") from None
+            if time.monotonic() > deadline:
+                _kill(proc)
+                raise CniError(f"{failed}: timed out") from None
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         if done.returncode != 0:
             raise CniError(_failure(kind, command, done))
         if command != "ADD":
@@ -268,3 +299,9 @@ class NodeCni:
                 f'plugin type="{kind}" failed (add): its result is not JSON: {done.stdout[:200]}'
             ) from None
         return result
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()

@@ -38,7 +38,9 @@ PROBE_PERIOD = 2.0
 PROBE_TIMEOUT = 1  # a probe's timeoutSeconds when it gives none, as in the kubelet
 PROBE_WORKERS = 16
 SANDBOX_RETRY = 10.0
-RELEASE_WAIT = 20.0  # at most, for a pod being torn down to free the IP a new pod got
+# At most, for a pod being torn down to free the IP a new pod got: its CNI ADD may
+# still be running (the istio-cni plugin retries reading a deleted pod for 30 s).
+RELEASE_WAIT = 45.0
 INIT_BACKOFF = (5.0, 10.0, 20.0, 40.0)
 CNI_PLUGINS = ("ptp", "host-local")
 
@@ -57,6 +59,10 @@ class PodState:
     gone: bool = False
     sandbox: subprocess.Popen[bytes] | None = None
     chain: ChainResult | None = None  # what its CNI ADD went through, for the DEL
+    host_network: bool = False
+    setting_up: bool = True  # its worker is still making the sandbox and starting it
+    worker: threading.Thread | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)  # deleted meanwhile
 
     @property
     def ref(self) -> PodRef:
@@ -88,7 +94,8 @@ class NodeAgent:
         self.services = ServiceProxy(api, self._hosts_files)
         self.pods: dict[str, PodState] = {}
         self.lock = threading.RLock()
-        self.releasing: dict[str, threading.Thread] = {}  # pod IP -> its teardown
+        # pod IP -> the teardowns still freeing it (a recycled IP may have several)
+        self.releasing: dict[str, list[threading.Thread]] = {}
         self.releasing_lock = threading.Lock()
         self.base_env = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -200,50 +207,75 @@ class NodeAgent:
             return
         if time.monotonic() < self.sandbox_failures.get(uid, (0.0, "", ""))[0]:
             return
-        try:
-            self._setup(pod)
-        except Exception:
-            logger.exception(
-                "lab agent %s: could not start pod %s", self.node.name, pod.metadata.name
-            )
-
-    # -- pod setup / teardown ---------------------------------------------------
-    def _setup(self, pod: Any) -> None:
-        if not pod.spec.host_network and self._gone_from_api(pod):
-            return
         meta = pod.metadata
         pod_dir = self.pods_root / f"{meta.namespace}_{meta.name}_{meta.uid[:8]}"
-        pod_dir.mkdir(parents=True, exist_ok=True)
-        pod_dir.chmod(0o700)  # its tokens and secrets are 0644 files, as a kubelet's
+        state = PodState(uid, meta.namespace, meta.name, pod_dir, "", pod.status.pod_ip)
+        state.host_network = bool(pod.spec.host_network)
+        # One worker per pod, as a kubelet's pod workers: a sandbox that takes long (a
+        # CNI ADD for a pod deleted meanwhile waits 30 s) holds up only its own pod.
+        state.worker = threading.Thread(
+            target=self._pod_worker, args=(state, pod), name=f"pod-{meta.name}"
+        )
+        self.pods[uid] = state
+        state.worker.start()
+
+    # -- pod setup / teardown ---------------------------------------------------
+    def _pod_worker(self, state: PodState, pod: Any) -> None:
+        try:
+            if self._sandbox(state, pod) and not state.gone:
+                self._setup(state, pod)
+        except Exception:
+            logger.exception("lab agent %s: could not start pod %s", self.node.name, state.name)
+        finally:
+            with self.lock:
+                state.setting_up = False
+                gone = state.gone
+            if gone:  # deleted while this worker ran: _teardown left the stop to it
+                self._stop_pod(state)
+
+    def _sandbox(self, state: PodState, pod: Any) -> bool:
+        """The pod's network namespace, through the node's CNI chain. False when the pod
+        is gone from the API or the sandbox failed (it is tried again later)."""
+        if not pod.spec.host_network and self._gone_from_api(pod):
+            self._forget(state)
+            return False
+        state.pod_dir.mkdir(parents=True, exist_ok=True)
+        state.pod_dir.chmod(0o700)  # its tokens and secrets are 0644 files, as a kubelet's
+        if pod.spec.host_network:
+            return True
+        self._wait_released(state.pod_ip)
+        # A failed sandbox is retried, as a kubelet does: e.g. an IP whose previous pod
+        # is still being torn down on this node.
         netns = ""
-        chain = None
-        retried = False
-        if not pod.spec.host_network:
-            self._wait_released(pod.status.pod_ip)
-            try:  # a failed sandbox is retried, as a kubelet does: e.g. an IP whose
-                # previous pod is still being torn down on this node
-                netns = network.create_pod_netns(self.node, meta.uid, pod.status.pod_ip)
-                ref = PodRef(meta.namespace, meta.name, meta.uid)
-                chain = self.cni.setup(ref, netns, pod.status.pod_ip)
-            except (CniError, LabError) as exc:
-                network.delete_pod_netns(meta.uid)
-                self._sandbox_failed(pod, str(exc))
-                return
-            retried = self.sandbox_failures.pop(meta.uid, None) is not None
-            logger.info(
-                "lab agent %s: %s/%s network by %s (%s)",
-                self.node.name,
-                meta.namespace,
-                meta.name,
-                chain.conflist,
-                " -> ".join(chain.types),
-            )
-        (pod_dir / "netns").write_text(netns)
-        state = PodState(meta.uid, meta.namespace, meta.name, pod_dir, netns, pod.status.pod_ip)
-        state.chain = chain
-        if netns:  # the pod's sandbox ("pause"): a process that holds the namespace
+        try:
+            netns = network.create_pod_netns(self.node, state.uid, state.pod_ip)
+            state.chain = self.cni.setup(state.ref, netns, state.pod_ip, state.cancelled)
+        except (CniError, LabError) as exc:
+            network.delete_pod_netns(state.uid)
+            self._sandbox_failed(state, pod, str(exc))
+            return False
+        state.netns = netns
+        logger.info(
+            "lab agent %s: %s/%s network by %s (%s)",
+            self.node.name,
+            state.namespace,
+            state.name,
+            state.chain.conflist,
+            " -> ".join(state.chain.types),
+        )
+        return True
+
+    def _forget(self, state: PodState) -> None:
+        with self.lock:
+            if self.pods.get(state.uid) is state:
+                del self.pods[state.uid]
+
+    def _setup(self, state: PodState, pod: Any) -> None:
+        meta = pod.metadata
+        (state.pod_dir / "netns").write_text(state.netns)
+        if state.netns:  # the pod's sandbox ("pause"): a process that holds the namespace
             state.sandbox = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{netns}", "--", "sleep", "infinity"],
+                ["nsenter", f"--net=/run/netns/{state.netns}", "--", "sleep", "infinity"],
                 env={
                     **self.base_env,
                     "CMSLAB_POD_UID": meta.uid,
@@ -254,30 +286,30 @@ class NodeAgent:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        if netns:  # the pod's names for Services (hostNetwork pods use the node's)
-            self.services.write_hosts(pod_dir / "hosts", meta.namespace, meta.name, state.pod_ip)
+            # the pod's names for Services (hostNetwork pods use the node's)
+            self.services.write_hosts(
+                state.pod_dir / "hosts", meta.namespace, meta.name, state.pod_ip
+            )
         with self.lock:
-            self.pods[meta.uid] = state
+            retried = self.sandbox_failures.pop(meta.uid, None) is not None
         # A probed pod starts not Ready (the lab's kwok stage); _probe_loop sets it Ready.
-        vols = volumes.materialise(self.core, pod, pod_dir, self.node_root)
+        vols = volumes.materialise(self.core, pod, state.pod_dir, self.node_root)
         # exec / logs / port-forward first: a container may cut this node off the API
         # server as soon as it runs (the partition fault pod does, by design)
-        kwokres.ensure(self.custom, pod, pod_dir)
+        kwokres.ensure(self.custom, pod, state.pod_dir)
         if retried and not pod.spec.init_containers:  # it was Pending until now
             self._patch_status(pod, podstatus.running(pod, time.time(), {}))
         if pod.spec.init_containers:
-            threading.Thread(
-                target=self._initialise, args=(state, pod, vols), name=f"init-{meta.name}"
-            ).start()
-            return
-        self._start_all(state, pod, vols)
+            self._initialise(state, pod, vols)
+        else:
+            self._start_all(state, pod, vols)
 
     def _gone_from_api(self, pod: Any) -> bool:
-        """Was ``pod`` deleted since the watch delivered it? A kubelet's pod worker sees
-        a deletion from its informer while it works and creates no sandbox for it; this
-        agent handles its watch's events one at a time, so it asks again before the CNI
-        step, which would wait 30 s on a pod that no longer exists (the istio-cni plugin
-        retries reading it). When the API cannot say, the set-up goes on."""
+        """Was ``pod`` deleted since the watch delivered it? A kubelet's pod worker
+        creates no sandbox for a pod its informer saw deleted; the pod's worker here asks
+        once before the CNI step, which would wait 30 s on a pod that no longer exists
+        (the istio-cni plugin retries reading it). When the API cannot say, the set-up
+        goes on."""
         meta = pod.metadata
         try:
             now: Any = self.core.read_namespaced_pod(meta.name, meta.namespace)
@@ -292,16 +324,24 @@ class NodeAgent:
             self._start(state, pod, container, vols)
         logger.info("lab agent %s: pod %s/%s set up", self.node.name, state.namespace, state.name)
 
-    def _sandbox_failed(self, pod: Any, message: str) -> None:
+    def _sandbox_failed(self, state: PodState, pod: Any, message: str) -> None:
         """Report FailedCreatePodSandBox (event and status) and try again later."""
-        meta = pod.metadata
-        retry = time.monotonic() + SANDBOX_RETRY
-        self.sandbox_failures[meta.uid] = (retry, meta.namespace, meta.name)
+        with self.lock:
+            gone = self.pods.get(state.uid) is not state
+            if not gone:
+                del self.pods[state.uid]
+                retry = time.monotonic() + SANDBOX_RETRY
+                self.sandbox_failures[state.uid] = (retry, state.namespace, state.name)
+        if gone:  # deleted meanwhile: nothing to report, nothing to retry
+            logger.info(
+                "lab agent %s: %s/%s gone: %s", self.node.name, state.namespace, state.name, message
+            )
+            return
         logger.warning(
             "lab agent %s: %s/%s sandbox failed: %s",
             self.node.name,
-            meta.namespace,
-            meta.name,
+            state.namespace,
+            state.name,
             message,
         )
         self._event(pod, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {message}")
@@ -471,28 +511,42 @@ class NodeAgent:
             if state is None:
                 return
             state.gone = True
-            worker = threading.Thread(
-                target=self._stop_pod, args=(state,), name=f"teardown-{state.name}"
-            )
+            if state.setting_up and state.worker is not None:  # its worker stops it
+                state.cancelled.set()  # a CNI ADD in flight ends now, as a kubelet's
+                worker = state.worker
+            else:
+                worker = threading.Thread(
+                    target=self._stop_pod, args=(state,), name=f"teardown-{state.name}"
+                )
             with self.releasing_lock:
-                if state.netns and state.pod_ip:
-                    self.releasing[state.pod_ip] = worker
-            worker.start()
+                if state.pod_ip and not state.host_network:
+                    self.releasing.setdefault(state.pod_ip, []).append(worker)
+            if worker is not state.worker:
+                worker.start()
 
     def _wait_released(self, pod_ip: str) -> None:
         """Wait until no pod being torn down still holds ``pod_ip`` (its route, its veth)."""
         with self.releasing_lock:
-            worker = self.releasing.get(pod_ip)
-        if worker is not None:
-            worker.join(RELEASE_WAIT)
+            workers = list(self.releasing.get(pod_ip, []))
+        deadline = time.monotonic() + RELEASE_WAIT
+        for worker in workers:
+            if worker is not threading.current_thread():
+                worker.join(max(0.0, deadline - time.monotonic()))
 
     def _stop_pod(self, state: PodState) -> None:
         try:
             self._stop_pod_now(state)
         finally:
             with self.releasing_lock:
-                if self.releasing.get(state.pod_ip) is threading.current_thread():
-                    del self.releasing[state.pod_ip]
+                left = [
+                    w
+                    for w in self.releasing.get(state.pod_ip, [])
+                    if w is not threading.current_thread()
+                ]
+                if left:
+                    self.releasing[state.pod_ip] = left
+                else:
+                    self.releasing.pop(state.pod_ip, None)
 
     def _stop_pod_now(self, state: PodState) -> None:
         if state.sandbox is not None:
