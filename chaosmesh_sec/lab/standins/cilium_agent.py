@@ -14,7 +14,9 @@ node's own pods. A drop is silent, so a denied client's connection times out.
 
 When the node is cut off from the API server no event arrives: the cache keeps
 mapping a freed IP to the pod that had it, and a pod that gets the IP on another
-node inherits its rights here. That is the seeds' bug, reproduced on purpose.
+node inherits its rights here. That is the seeds' bug, reproduced on purpose. Once
+the node hears from the API server again, its watches resume from where they were
+and the missed events land (see ``_watch``).
 
 Leaves out: egress policy, L7 rules, BPF, identities as numbers, the health and
 endpoint APIs. ``/healthz`` on :9879 answers 200 once the first rules are in place.
@@ -44,6 +46,8 @@ logger = logging.getLogger("chaostoolkit")
 
 HEALTH_PORT = 9879
 RETRY_SECONDS = 2.0
+CONNECT_TIMEOUT = 3.0
+READ_IDLE = 5.0  # seconds a watch may hear nothing before it counts as broken
 
 
 class _State:
@@ -117,29 +121,73 @@ def _watch(
     state: _State,
     changed: threading.Event,
 ) -> None:
-    """List then watch (as plain dicts) forever; on failure keep what was seen and retry."""
+    """List, then watch from the list's resourceVersion (as plain dicts), forever.
+
+    As client-go's reflector: a watch that breaks is reopened from the last version
+    it saw, so the events missed meanwhile still arrive; a list happens again only
+    when that version is gone (410), and replaces what was seen. A watch that hears
+    nothing for ``READ_IDLE`` seconds counts as broken (client-go's HTTP/2 health
+    check finds a dead connection after 30 s idle plus a 15 s ping; the lab checks
+    sooner so that its short faults heal within an experiment's settle time). While
+    the node is cut off nothing can be reopened: the last state is kept.
+    """
+    version = ""  # none yet: list first
+    seen: dict[str, Any] = {}  # namespace/name -> the object as last seen
     while True:
         try:
-            body = json.loads(lister(_preload_content=False).data)
-            with state.lock:
-                for item in body.get("items", []):
-                    handle("ADDED", item)
-                state.synced.add(name)
-            changed.set()
-            version = body["metadata"]["resourceVersion"]
-            for event in watch.Watch().stream(lister, resource_version=version, timeout_seconds=60):
+            if not version:
+                body = json.loads(lister(_preload_content=False).data)
+                listed = {_key(item): item for item in body.get("items", [])}
+                with state.lock:
+                    for key in set(seen) - set(listed):
+                        handle("DELETED", seen[key])
+                    for item in listed.values():
+                        handle("ADDED", item)
+                    state.synced.add(name)
+                seen = listed
+                changed.set()
+                version = body["metadata"]["resourceVersion"]
+            stream = watch.Watch().stream(
+                lister,
+                resource_version=version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=60,
+                _request_timeout=(CONNECT_TIMEOUT, READ_IDLE),
+            )
+            for event in stream:
                 obj = event["raw_object"]
+                version = obj["metadata"].get("resourceVersion") or version
+                if event["type"] == "BOOKMARK":
+                    continue
+                if event["type"] == "DELETED":
+                    seen.pop(_key(obj), None)
+                else:
+                    seen[_key(obj)] = obj
                 with state.lock:
                     handle(event["type"], obj)
                 changed.set()
-        except Exception as exc:  # noqa: BLE001 - partitioned: keep the last state
+        except client.ApiException as exc:
+            if exc.status == 410:  # too old: list again
+                version = ""
+                continue
             logger.warning("cilium stand-in: %s watch failed (%s); keeping what I saw", name, exc)
             time.sleep(RETRY_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - partitioned, or a quiet watch: keep the state
+            quiet = "timed out" in str(exc)
+            (logger.debug if quiet else logger.warning)(
+                "cilium stand-in: %s watch broke (%s); reopening it", name, exc
+            )
+            if not quiet:
+                time.sleep(RETRY_SECONDS)
+
+
+def _key(obj: Any) -> str:
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
 
 
 def _keyed(store: dict[str, Any]) -> Callable[[str, Any], None]:
     def handle(kind: str, obj: Any) -> None:
-        key = f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+        key = _key(obj)
         if kind == "DELETED":
             store.pop(key, None)
         else:
