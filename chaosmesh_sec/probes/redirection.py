@@ -255,6 +255,8 @@ def _judge(
         detail = "not captured, held back before its app started"
     if code not in (None, 0):
         detail += f"; {validation} exited {code}"
+        if captured and code == VALIDATION_ERROR_CODE:  # the repair controller was here
+            detail += ", the rules are in since: being repaired in place"
     if repaired:
         detail += f"; repaired in place: {validation} exited {before}, then passed"
     if labelled:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from chaosmesh_sec.lab.agent import podstatus
+from chaosmesh_sec.probes._nat_rules import CHAINS, JUMPS, NatView
 from chaosmesh_sec.probes.redirection import _judge
 from tests.unit.test_ambient_enrolment import make_pod
 from tests.unit.test_lab_cni import STARTED, as_api
@@ -50,6 +51,20 @@ def test_the_latest_validation_run_decides_and_an_earlier_126_reads_as_repaired(
         repaired,
     ), row
     assert ("repaired in place" in row["detail"]) is repaired
+
+
+def test_a_caught_pod_with_the_rules_written_since_is_redirected_and_being_repaired() -> None:
+    """Between the repair controller writing the rules into a caught pod and its
+    validation's next run: traffic is captured and the app has not started."""
+    view = NatView(CHAINS, tuple(f"{a} -> {b}" for a, b in JUMPS), (15001, 15006))
+    pod = as_api(SPEC, CAUGHT)
+    row = _judge(pod, VALIDATION, LABEL, True, {pod.status.pod_ip: view})
+    assert (row["verdict"], row["validation_exit_code"], row["repaired"]) == (
+        "redirected",
+        126,
+        False,
+    ), row
+    assert row["detail"].endswith("exited 126, the rules are in since: being repaired in place")
 
 
 def test_a_running_pod_keeps_its_failed_init_run_in_last_state() -> None:
