@@ -38,8 +38,8 @@ PROBE_PERIOD = 2.0
 PROBE_TIMEOUT = 1  # a probe's timeoutSeconds when it gives none, as in the kubelet
 PROBE_WORKERS = 16
 SANDBOX_RETRY = 10.0
-# At most, for a pod being torn down to free the IP a new pod got: its CNI ADD may
-# still be running (the istio-cni plugin retries reading a deleted pod for 30 s).
+# At most, for the pods being torn down to free the IP a new pod got (an ADD in
+# flight is cancelled, so this bounds a DEL or a plugin that ignores the kill).
 RELEASE_WAIT = 45.0
 INIT_BACKOFF = (5.0, 10.0, 20.0, 40.0)
 CNI_PLUGINS = ("ptp", "host-local")
