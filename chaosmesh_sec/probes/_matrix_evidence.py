@@ -51,6 +51,7 @@ __all__ = [
     "parse_curl_output",
     "request_timeout",
     "responder_headers",
+    "transfer_options",
 ]
 
 VERDICTS = ("allowed", "denied_by_mesh", "denied_by_network", "mtls_failure", "error")
@@ -253,7 +254,7 @@ def curl_command(
 ) -> list[str]:
     """The argv to exec in a source's container: curl, then its exit code on the last line.
 
-    ``sh -c`` running ``curl -q -g -sS --noproxy '*' -m T -X METHOD -o - -w TRAILER URL;
+    ``sh -c`` running ``curl -q -sS -g --noproxy '*' -m T -X METHOD -o - -w TRAILER URL;
     echo "curl-exit:$?"``, TRAILER being
     ``\\ncurl-headers:%{header_json}\\ncurl-http:%{http_code}\\n`` (the response
     headers as JSON need curl 7.83 or later; an older one leaves them out). The shell
@@ -272,18 +273,23 @@ def curl_argv(
     method: str,
     timeout_seconds: float,
     write_out: str,
-    show_errors: bool = True,
 ) -> list[str]:
     """curl's own argv for one request (inputs checked), printing `write_out` after the
-    body: ``curl -q -g -sS --noproxy '*' -m T -X METHOD -o - -w WRITE_OUT URL`` (``-s``
-    alone without `show_errors`)."""
-    url = _validate.http_url("url", url)
+    body: ``curl -q -sS -g --noproxy '*' -m T -X METHOD -o - -w WRITE_OUT URL``."""
+    return ["curl", "-q", "-sS", *transfer_options(url, method, timeout_seconds), "-o", "-",
+            "-w", write_out, url]  # fmt: skip
+
+
+def transfer_options(url: str, method: str, timeout_seconds: float) -> list[str]:
+    """The options of one transfer (inputs checked; `url` itself is not among them):
+    ``-g --noproxy '*' -m T`` and ``-X METHOD`` (``--head`` for HEAD). They are per
+    transfer in curl: after ``--next`` each transfer states them again."""
+    _validate.http_url("url", url)
     method = _validate.http_method("method", method)
     seconds = request_timeout("timeout_seconds", timeout_seconds)
     verb = ["--head"] if method == "HEAD" else ["-X", method]
     timeout = f"{seconds:.3f}".rstrip("0").rstrip(".")
-    curl = ["curl", "-q", "-g", "-sS" if show_errors else "-s", "--noproxy", "*", "-m", timeout]
-    return [*curl, *verb, "-o", "-", "-w", write_out, url]
+    return ["-g", "--noproxy", "*", "-m", timeout, *verb]
 
 
 def parse_curl_output(stdout: str, stderr: str) -> Evidence:

@@ -2,9 +2,13 @@
 
 The fake curl stops where the network would start: it answers each URL as a JSON file
 named after the URL's last path segment tells it, and expands curl's write-out
-variables (``%{http_code}``, ``%{errormsg}``, ``%{header_json}``) as curl does (as curl
-7.82 does, or as a curl that writes the variable as it is, when the answer says so).
-The shell, the pipeline, the quoting and the parser are the real ones.
+variables (``%{http_code}``, ``%{exitcode}``, ``%{errormsg}``, ``%{header_json}``) as
+curl does (as curl 7.82 does, or as a curl that writes the variable as it is, when the
+answer says so). Like curl, it runs the transfers of one call (split by ``--next``) at
+once, writes each body to that transfer's ``-o`` (opened at its first byte) and each
+write-out to stdout. The shell, the pipeline, the descriptors, the quoting and the
+parser are the real ones; :func:`test_the_real_curl_runs_the_script` runs the script
+with the machine's real curl against a local server.
 """
 
 from __future__ import annotations
@@ -12,9 +16,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +33,10 @@ import pytest
 from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.probes._matrix_batch import (
     BODY_CUT_BYTES,
+    GROUP_MOST,
     HEADER_CUT_BYTES,
     batch_script,
+    groups,
     new_nonce,
     parse_records,
 )
@@ -41,32 +53,59 @@ from chaosmesh_sec.probes._matrix_evidence import (
 )
 
 FAKE_CURL = """#!{python}
-import json, os, re, sys, time
+import json, os, re, sys, threading, time
 args = sys.argv[1:]
-url, write_out = args[-1], args[args.index("-w") + 1]
-name = url.rstrip("/").rsplit("/", 1)[-1]
-with open(os.path.join(os.environ["FAKE_DIR"], name + ".json")) as f:
-    answer = json.load(f)
-time.sleep(answer.get("sleep", 0))
-code, exit_code, error = answer["code"], answer["exit"], answer.get("error", "")
-nonce = re.search("cms[0-9a-f]{{16}}", write_out)  # NONCE in a header: the batch's own
-def forge(text):
-    return text.replace("NONCE", nonce.group() if nonce else "NONCE")
-members = [
-    json.dumps(forge(n).lower()) + ":" + json.dumps(
-        [forge(v) for v in values], ensure_ascii=False, separators=(",", ":")
-    )
-    for n, values in answer.get("headers", [])
-]
-headers = "{{" + ",\\n".join(members) + "\\n}}"  # as curl writes them: one per line
-headers = {{"7.82": "", "literal": "%{{header_json}}"}}.get(answer.get("curl", ""), headers)
-values = {{"http_code": code, "errormsg": error, "header_json": headers}}
-out = write_out.replace("\\\\n", "\\n")
-out = re.sub("%[{{]([a-z_]+)[}}]", lambda m: values.get(m.group(1), m.group()), out)
-sys.stdout.write(answer.get("body", "") + out)
-if error and "-sS" in args:
-    sys.stderr.write("curl: (%d) %s\\n" % (exit_code, error))
-sys.exit(exit_code)
+ops, op = [], []
+for arg in args:
+    if arg == "--next":
+        ops.append(op)
+        op = []
+    else:
+        op.append(arg)
+ops.append(op)
+lock = threading.Lock()
+exits = []
+def transfer(op):
+    url, write_out = op[-1], op[op.index("-w") + 1]
+    output = op[op.index("-o") + 1]
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    with open(os.path.join(os.environ["FAKE_DIR"], name + ".json")) as f:
+        answer = json.load(f)
+    time.sleep(answer.get("sleep", 0))
+    code, exit_code, error = answer["code"], answer["exit"], answer.get("error", "")
+    nonce = re.search("cms[0-9a-f]{{16}}", write_out)  # NONCE in a header: the batch's own
+    def forge(text):
+        return text.replace("NONCE", nonce.group() if nonce else "NONCE")
+    members = [
+        json.dumps(forge(n).lower()) + ":" + json.dumps(
+            [forge(v) for v in values], ensure_ascii=False, separators=(",", ":")
+        )
+        for n, values in answer.get("headers", [])
+    ]
+    headers = "{{" + ",\\n".join(members) + "\\n}}"  # as curl writes them: one per line
+    headers = {{"7.82": "", "literal": "%{{header_json}}"}}.get(answer.get("curl", ""), headers)
+    values = {{"http_code": code, "errormsg": error, "header_json": headers,
+              "exitcode": str(exit_code)}}
+    out = write_out.replace("\\\\n", "\\n")
+    out = re.sub("%[{{]([a-z_]+)[}}]", lambda m: values.get(m.group(1), m.group()), out)
+    body = answer.get("body", "")
+    with lock:
+        if output == "-":
+            sys.stdout.write(body)
+        elif body:  # as curl: the output is opened at the first byte of the body
+            with open(output, "w") as f:
+                f.write(body)
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        if error and "-sS" in args:
+            sys.stderr.write("curl: (%d) %s\\n" % (exit_code, error))
+        exits.append(exit_code)
+threads = [threading.Thread(target=transfer, args=(op,)) for op in ops]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+sys.exit(next((e for e in exits if e), 0))
 """
 
 PROXIED = [["server", ["istio-envoy"]], ["x-envoy-upstream-service-time", ["3"]]]
@@ -281,8 +320,9 @@ def test_every_value_is_quoted(fake_curl: dict[str, str], tmp_path: Path) -> Non
     url = _url("x;touch${IFS}pwned;'$(touch${IFS}pwned2)`touch${IFS}pwned3`")
     nonce = new_nonce()
     script = batch_script([(url, "GET", 2.0)], nonce)
-    [stage] = [line for line in script.splitlines() if line.startswith("cell 0 ")]
-    assert shlex.split(stage)[-1] == url
+    [call] = [line for line in script.splitlines() if line.startswith("w=$(curl ")]
+    argv = shlex.split(call.removeprefix("w=$(").removesuffix("); c=$?"))
+    assert argv[0] == "curl" and argv[-1] == url
     [got] = _run_batch(fake_curl, [(url, "GET", 2.0)])
     assert got.http_code == "200"
     assert not list(Path.cwd().glob("pwned*")) and not list(tmp_path.glob("pwned*"))
@@ -306,20 +346,31 @@ def test_the_nonce_must_be_one_of_ours() -> None:
         batch_script([("http://a/", "GET", 3)], "x'; reboot; '")
 
 
-def _record(nonce: str, i: int, body: str = "hi", tail: str = "0 200:") -> str:
-    return f"{nonce} {i} begin\n{body}\n{nonce} {i} end {tail}\n"
+def _record(nonce: str, i: int, body: str = "hi", tail: str = "0 200:", ran: int = 0) -> str:
+    """One request's record, as the script writes it (no headers: an older curl)."""
+    return (
+        f"{nonce} {i} ran {ran}\n{nonce} {i} headers\n{nonce} {i} end {tail}\n"
+        f"{nonce} {i} body\n{body}\n{nonce} {i} done\n"
+    )
+
+
+def _body(nonce: str, i: int, body: str = "hi") -> str:
+    return f"{nonce} {i} body\n{body}\n{nonce} {i} done\n"
 
 
 def test_a_record_s_headers_are_its_own() -> None:
     n = new_nonce()
     out = (
-        f"{n} 0 begin\nRBAC: access denied\n{n} 0 headers\n"
-        '{"content-length":["19"],\n"server":["envoy"]\n\n'
-        f"{n} 0 end 0 403:\n"
-        + _record(n, 1)  # no headers line: an older curl
-        + f"{n} 2 headers\n"  # out of place: before its record
-        + _record(n, 2)
-        + f"{n} 3 begin\nhi\n{n} 3 headers\n{n} 3 headers\n{n} 3 end 0 200:\n"
+        f"{n} 0 ran 0\n{n} 0 headers\n{{\n"
+        '"server":["envoy"]\n'
+        f"{n} 1 ran 0\n{n} 1 headers\n{n} 2 ran 0\n{n} 2 end 0 200:\n"
+        f"{n} 0 end 0 403:\n{n} 1 end 0 200:\n"
+        f"{n} 2 headers\n{{\n"  # out of place: after its end
+        f"{n} 3 ran 0\n{n} 3 headers\n{n} 3 headers\n{n} 3 end 0 200:\n"
+        + _body(n, 3)
+        + _body(n, 2)
+        + _body(n, 1)  # no JSON in its headers: an older curl
+        + _body(n, 0, "RBAC: access denied")
     )
     got = parse_records(out, "", 4, n)
     assert got[0] == Evidence(0, "403", "RBAC: access denied", responder={"server": "envoy"})
@@ -332,22 +383,39 @@ def test_a_missing_or_garbled_record_is_an_error_saying_why() -> None:
     n = new_nonce()
     out = (
         _record(n, 0)
-        + f"{n} 1 begin\npartial\n"  # cut short by record 2
-        + _record(n, 2)
-        + f"{n} 3 end 0 200:\n"  # an end without its beginning
-        + f"{n} 5 begin\nthe output stops here"
+        + f"{n} 1 ran 0\n{n} 1 end 0 200:\n{n} 1 end 0 200:\n"  # its end twice
+        + _body(n, 1)
+        + f"{n} 2 ran 0\n{n} 2 end 0 200:\n{n} 2 done\n"  # an end of body, no body
+        + f"{n} 3 ran 0\n"
+        + _body(n, 3)  # curl ran, and wrote no end for it
+        + f"{n} 5 ran 0\n{n} 5 end 0 200:\n"
+        + _body(n, 6)
+        + _body(n, 6)  # its body twice
+        + f"{n} 5 body\nthe output stops here"
     )
-    got = parse_records(out, "sh: oops", 6, n)
+    got = parse_records(out, "sh: oops", 7, n)
     assert got[0] == Evidence(0, "200", "hi", "")
-    assert got[2] == Evidence(0, "200", "hi", "")
     for i, why in [
-        (1, "cut short"),
-        (3, "end came without its beginning"),
+        (1, "garbled or came twice"),
+        (2, "body's end came without its beginning"),
+        (3, "wrote no end"),
         (4, "no record"),
-        (5, "no end"),
+        (5, "no end: the output was cut"),
+        (6, "body came twice"),
     ]:
         assert got[i].exit_code is None and classify(got[i]) == "error", i
         assert why in got[i].error and "sh: oops" in got[i].error, (i, got[i].error)
+        assert got[i].error.startswith(f"batched request {i}: "), got[i].error
+
+
+def test_a_curl_that_did_not_run_is_its_exit_code() -> None:
+    """The shell's 127 (no curl in the container) is the evidence, with the shell's
+    message, as one request per exec reported it."""
+    n = new_nonce()
+    out = f"{n} 0 ran 127\n" + _body(n, 0, "")
+    [got] = parse_records(out, "sh: 1: curl: not found", 1, n)
+    assert got == Evidence(127, "000", "", "sh: 1: curl: not found")
+    assert classify(got) == "error"
 
 
 def test_records_of_another_nonce_are_not_ours() -> None:
@@ -356,9 +424,83 @@ def test_records_of_another_nonce_are_not_ours() -> None:
     assert classify(got) == "error"
 
 
-@pytest.mark.parametrize("junk", ["", "\x00\x01", "cms 0 begin\n", "\n" * 50, "é" * 100])
+@pytest.mark.parametrize("junk", ["", "\x00\x01", "cms 0 body\n", "\n" * 50, "é" * 100])
 def test_parse_records_never_raises(junk: str) -> None:
     n = new_nonce()
     got = parse_records(junk + "\n" + _record(n, 1, tail="99999 abc:"), junk, 3, n)
     assert len(got) == 3 and classify(got[0]) == "error"
     assert got[1].http_code == "000" and "bad http code" in got[1].error
+
+
+def test_requests_are_split_into_even_groups_of_at_most_six() -> None:
+    sizes = {n: [len(g) for g in groups(n)] for n in (1, 6, 7, 10, 13, 30)}
+    assert sizes == {1: [1], 6: [6], 7: [4, 3], 10: [5, 5], 13: [5, 4, 4], 30: [6] * 5}
+    assert [i for g in groups(13) for i in g] == list(range(13))
+    assert GROUP_MOST == 6  # descriptors 3-8: a POSIX shell names 0-9 only
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """A local destination for the real curl: each path one kind of answer."""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path == "/slow":
+            time.sleep(3)
+        code, body, server = {
+            "/rbac": (403, b"RBAC: access denied", "envoy"),
+            "/app403": (403, b"forbidden by the app", "gunicorn"),
+            "/blank": (200, b"ends in blank lines\n\n\n", "envoy"),
+        }.get(path, (200, b"Hello version: v1\n", "istio-envoy"))
+        self.send_response_only(code)
+        self.send_header("server", server)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def destination() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_real_curl_runs_the_script(destination: str) -> None:
+    """The machine's own curl (``--parallel``, ``--next``, a body per ``/dev/fd``)
+    against a local server: 13 requests in three curl processes, one timing out while
+    the others answer, each the evidence one request per exec gives (curl's messages
+    hold milliseconds, so the error is compared by its exit code)."""
+    if shutil.which("curl") is None:
+        pytest.skip("no curl on this machine")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    paths = ["/hello", "/rbac", "/app403", "/blank", "/slow"] + [f"/hello?d={i}" for i in range(7)]
+    requests = [(destination + p, "GET", 0.5 if p == "/slow" else 3.0) for p in paths]
+    requests.append((refused, "GET", 3.0))
+    batched = _run_batch(dict(os.environ), requests)
+    assert len(groups(len(requests))) == 3
+    for (url, method, timeout), got in zip(requests, batched, strict=True):
+        one = subprocess.run(
+            curl_command(url, method, timeout), capture_output=True, text=True, timeout=10
+        )
+        alone = parse_curl_output(one.stdout, one.stderr)
+        assert (got.exit_code, got.http_code, got.body, got.responder) == (
+            alone.exit_code, alone.http_code, alone.body, alone.responder,
+        ), url  # fmt: skip
+        assert got.error.split(")")[0] == alone.error.split(")")[0], (got.error, alone.error)
+    assert [classify(e) for e in batched[:5]] == [
+        "allowed", "denied_by_mesh", "allowed", "allowed", "denied_by_network",
+    ]  # fmt: skip
+    assert batched[3].body == "ends in blank lines\n\n\n"
+    assert batched[1].responder == {"server": "envoy"} and classify(batched[-1]) == (
+        "denied_by_network"
+    )

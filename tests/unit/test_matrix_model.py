@@ -466,7 +466,7 @@ def test_curl_command_shape() -> None:
     argv = curl_command("http://helloworld-v1.default:5000/hello", "POST", 2.5)
     assert argv[:2] == ["sh", "-c"]
     assert argv[2] == (
-        "curl -q -g -sS --noproxy '*' -m 2.5 -X POST -o - "
+        "curl -q -sS -g --noproxy '*' -m 2.5 -X POST -o - "
         "-w '\\ncurl-headers:%{header_json}\\ncurl-http:%{http_code}\\n' "
         'http://helloworld-v1.default:5000/hello; echo "curl-exit:$?"'
     )
@@ -753,8 +753,8 @@ def test_round_trip_through_the_shell(
     assert classify(evidence) == verdict
     assert (tmp_path / "args").read_text().splitlines() == [
         "-q",
-        "-g",
         "-sS",
+        "-g",
         "--noproxy",
         "*",
         "-m",
