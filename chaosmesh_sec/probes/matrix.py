@@ -15,7 +15,8 @@ a file. A run can keep a matrix's verdicts as a named baseline (``record_as``)
 and compare a later check with it (``compare_to``): that is how a journal shows a
 cell that was ``denied_by_network`` before the fault become ``denied_by_mesh``
 during it. ``sample_matrix`` checks a matrix every few seconds across a fault (in
-the background) and keeps each cell's verdicts over time. No ``from __future__ import
+the background) and keeps each cell's verdicts over time, with the pod each was asked
+from and the moments a verdict changed. No ``from __future__ import
 annotations``: chaoslib reads the signatures.
 """
 
@@ -71,7 +72,7 @@ def _matrix_inputs(
     parsed = _restricted(_load(matrix), sources, destinations)
     return (
         parsed,
-        _narrowing(narrow_sources, parsed),
+        _narrowing("narrow_sources", narrow_sources, parsed),
         _validate.optional_dns_label("record_as", record_as),
         _validate.optional_dns_label("compare_to", compare_to),
         _validate.duration("wait_seconds", wait_seconds, minimum=0, maximum=3600),
@@ -180,16 +181,18 @@ def _sampling_inputs(
     sources: Any,
     destinations: Any,
     narrow_sources: Any,
+    prefer_sources: Any,
     duration_seconds: Any,
     interval_seconds: Any,
     wait_seconds: Any,
     parallel: Any,
-) -> tuple[spec.Matrix, dict[str, str], int, float, int, int]:
+) -> tuple[spec.Matrix, dict[str, str], dict[str, str], int, float, int, int]:
     """:func:`sample_matrix`'s input check (no API call: it reads the matrix file)."""
     parsed = _restricted(_load(matrix), sources, destinations)
     return (
         parsed,
-        _narrowing(narrow_sources, parsed),
+        _narrowing("narrow_sources", narrow_sources, parsed),
+        _narrowing("prefer_sources", prefer_sources, parsed),
         _validate.positive_int("duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS),
         _validate.positive_number("interval_seconds", interval_seconds),
         _validate.non_negative_int("wait_seconds", wait_seconds),
@@ -203,6 +206,7 @@ def sample_matrix(
     sources: str = "",
     destinations: str = "",
     narrow_sources: str = "",
+    prefer_sources: str = "",
     duration_seconds: int = 60,
     interval_seconds: float = 5.0,
     wait_seconds: int = 0,
@@ -216,26 +220,37 @@ def sample_matrix(
     Declare it with `"background": true` before the fault in the method: Chaos Toolkit
     runs it alongside and puts its result in the journal when it ends. The arguments
     are `identity_matrix`'s. Source pods are picked again at each round (a replaced
-    pod joins the timeline); a source with no Ready pod in a round makes its cells
-    `error` in that round (at the start, within `wait_seconds`, it is an InvalidInput,
-    as for `identity_matrix`). Returns `{"matrix", "started_at", "ended_at",
-    "interval_seconds", "holds", "rounds", "fail_open": [{"t", "cell"}],
-    "deviating_cells", "cells": [{"cell", "source", "destination", "expected",
-    "samples": [{"t", "verdict", "ok", "fail_open"}], "verdicts", "deviations",
+    pod joins the timeline); a source (or a pod destination) with no Ready pod in a
+    round makes its cells `error` in that round, the sample's `pod` None (at the start,
+    within `wait_seconds`, it is an InvalidInput, as for `identity_matrix`).
+    `prefer_sources` (`source=selector` pairs separated by `;`, as `narrow_sources`)
+    picks, in each round, among the source's pods that also match the selector when
+    one of them is Ready, else among all: with
+    `sleep-v2=chaosmesh-sec.io/recycled-from`, sleep-v2's cells are asked from the pod
+    the IP hunt labels as soon as it has labelled one. Returns `{"matrix",
+    "started_at", "ended_at", "interval_seconds", "holds", "rounds", "fail_open": [{"t",
+    "cell"}], "deviating_cells", "cells": [{"cell", "source", "destination",
+    "expected", "samples": [{"t", "verdict", "ok", "fail_open", "pod", "pod_ip"}],
+    "verdicts", "changes": [{"t", "from", "to", "pod", "evidence"}], "deviations",
     "first_deviation_s", "last_deviation_s", "fail_open_s", "first_deviation"}],
-    "reason"}` (`t`: seconds since `started_at`, when the round began). Tolerance:
-    `$.holds` (every cell as expected in every round); `fail_open` lists each moment
-    a cell was fail-open.
+    "reason"}` (`t`: seconds since `started_at`, when the round began; `changes`: each
+    round in which a cell's verdict differed from its previous one, e.g.
+    `denied_by_network` -> `denied_by_mesh` and back). Tolerance: `$.holds` (every
+    cell as expected in every round); `fail_open` lists each moment a cell was
+    fail-open.
     """
-    parsed, narrowing, duration_seconds, interval, wait_seconds, parallel = _sampling_inputs(
-        matrix,
-        sources,
-        destinations,
-        narrow_sources,
-        duration_seconds,
-        interval_seconds,
-        wait_seconds,
-        parallel,
+    parsed, narrowing, preferring, duration_seconds, interval, wait_seconds, parallel = (
+        _sampling_inputs(
+            matrix,
+            sources,
+            destinations,
+            narrow_sources,
+            prefer_sources,
+            duration_seconds,
+            interval_seconds,
+            wait_seconds,
+            parallel,
+        )
     )
     core = core_v1(configuration, secrets)
     _check(core, parsed, narrowing, wait_seconds, 1, None, ask=False)  # pods there, or raise
@@ -245,13 +260,11 @@ def sample_matrix(
     reason = None
     while (now := time.monotonic()) - start < duration_seconds:
         t = round(now - start, 3)
-        try:
-            _senders, outcome = _check(core, parsed, narrowing, 0, parallel, None)
-        except InvalidInput as exc:  # a source's pods are gone for now: its cells are errors
-            skipped = evidence.Evidence.exec_failed(f"not asked in this round: {exc}")
-            outcome = judgement.compare(parsed, {c.key: skipped for c in parsed.cells()})
-            reason = reason or f"at {t}s: {exc}"
-        rounds.append((t, outcome))
+        senders, outcome, missing = _sampling_round(core, parsed, narrowing, preferring, parallel)
+        if missing:  # a source's pods are gone for now: its cells are errors
+            reason = reason or f"at {t}s: {missing[0]}"
+        pods = {name: _kube.pod_brief(pod) for name, pod in senders.items()}
+        rounds.append(timeline.Round(t, outcome, pods))
         if len(rounds) % 10 == 0:
             logger.info("matrix sampling %s: %.0fs of %ds", parsed.name, now - start,
                         duration_seconds)  # fmt: skip
@@ -276,6 +289,62 @@ def sample_matrix(
     }
 
 
+def _sampling_round(
+    core: Any,
+    parsed: spec.Matrix,
+    narrowing: Mapping[str, str],
+    preferring: Mapping[str, str],
+    parallel: int,
+) -> tuple[dict[str, Any], judgement.MatrixOutcome, list[str]]:
+    """One round of :func:`sample_matrix`: each source's pod picked again (a preferred
+    one first), every cell asked whose source and pod destination have a Ready pod now;
+    the others are `error`, not asked. The senders, the outcome, why cells were not."""
+    why: dict[tuple[str, str], str] = {}  # ("source" | "destination", name) -> why not asked
+    senders: dict[str, Any] = {}
+    for s in parsed.sources:
+        selector = _and(s.selector, narrowing.get(s.name))
+        try:
+            senders[s.name] = _pick_preferred(
+                core, s.namespace, selector, preferring.get(s.name), s.name
+            )
+        except InvalidInput as exc:
+            why[("source", s.name)] = str(exc)
+    targets: dict[str, Any] = {}
+    for d in parsed.destinations:
+        if d.pod is not None:
+            try:
+                targets[d.name] = _pick_pod(core, d.pod.namespace, d.pod.selector, d.name, 0)
+            except InvalidInput as exc:
+                why[("destination", d.name)] = str(exc)
+    rows = [s.name for s in parsed.sources if s.name in senders]
+    cols = [d.name for d in parsed.destinations if ("destination", d.name) not in why]
+    results: dict[spec.CellKey, evidence.Evidence] = {}
+    if rows and cols:
+        asked = _restricted(parsed, ",".join(rows), ",".join(cols))
+        results = _ask(core.api_client.configuration, asked, senders, targets, parallel)
+        results = _unserved_marked(DiscoveryV1Api(core.api_client), asked, results)
+    for cell in parsed.cells():
+        if cell.key not in results:
+            missing = why.get(("source", cell.source.name)) or why.get(
+                ("destination", cell.destination.name), ""
+            )
+            results[cell.key] = evidence.Evidence.exec_failed(f"not asked in this round: {missing}")
+    return senders, judgement.compare(parsed, results), list(why.values())
+
+
+def _pick_preferred(
+    core: Any, namespace: str, selector: str, preferred: str | None, role: str
+) -> Any:
+    """The pod :func:`_pick_pod` picks among those also matching `preferred` when one of
+    them is Ready, else among all those of `selector` (no wait)."""
+    if preferred:
+        try:
+            return _pick_pod(core, namespace, _and(selector, preferred), role, 0)
+        except InvalidInput:
+            pass
+    return _pick_pod(core, namespace, selector, role, 0)
+
+
 def _check(
     core: Any,
     parsed: spec.Matrix,
@@ -287,14 +356,19 @@ def _check(
 ) -> tuple[dict[str, Any], judgement.MatrixOutcome]:
     """Pick the pods (InvalidInput if a source or pod destination has none), ask every
     cell (unless not `ask`), judge: the senders and the outcome."""
+    picked: dict[tuple[str, str], Any] = {}  # one read per namespace and selector
+
+    def pick(namespace: str, selector: str, role: str) -> Any:
+        if (namespace, selector) not in picked:
+            picked[namespace, selector] = _pick_pod(core, namespace, selector, role, wait_seconds)
+        return picked[namespace, selector]
+
     senders = {
-        s.name: _pick_pod(
-            core, s.namespace, _and(s.selector, narrowing.get(s.name)), s.name, wait_seconds
-        )
+        s.name: pick(s.namespace, _and(s.selector, narrowing.get(s.name)), s.name)
         for s in parsed.sources
     }
     targets = {
-        d.name: _pick_pod(core, d.pod.namespace, d.pod.selector, d.name, wait_seconds)
+        d.name: pick(d.pod.namespace, d.pod.selector, d.name)
         for d in parsed.destinations
         if d.pod is not None
     }
@@ -350,18 +424,19 @@ def _names(name: str, value: Any, known: list[str]) -> set[str]:
     return names
 
 
-def _narrowing(value: Any, matrix: spec.Matrix) -> dict[str, str]:
+def _narrowing(name: str, value: Any, matrix: spec.Matrix) -> dict[str, str]:
+    """`source=selector` pairs separated by `;` (`name`: the input's, for errors)."""
     if not isinstance(value, str):
-        raise InvalidInput("narrow_sources", "must be a string of source=selector pairs")
+        raise InvalidInput(name, "must be a string of source=selector pairs")
     names = {s.name for s in matrix.sources}
     out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in value.split(";"))):
-        name, sep, selector = part.partition("=")
-        if not sep or name.strip() not in names:
+        source, sep, selector = part.partition("=")
+        if not sep or source.strip() not in names:
             raise InvalidInput(
-                "narrow_sources", f"{part!r}: expected source=selector, sources: {sorted(names)}"
+                name, f"{part!r}: expected source=selector, sources: {sorted(names)}"
             )
-        out[name.strip()] = _validate.label_selector("narrow_sources", selector.strip())
+        out[source.strip()] = _validate.label_selector(name, selector.strip())
     return out
 
 
