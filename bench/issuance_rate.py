@@ -8,11 +8,16 @@ Three ways the pack sends CSRs, each for SECONDS seconds:
   client itself sustains; a key pair and CSR made per request);
 - ``probe_round``: ``certificate_issuance`` calls back to back (every replica and the
   Service; each call opens its own port-forward and TLS channel per istiod pod);
-- ``sampler``: ``sample_issuance`` at a short interval (``INTERVAL``, default 0.02 s:
-  every replica and the Service per tick, on one port-forward and one channel per
-  istiod pod for the whole run).
+- ``sampler``: ``sample_issuance`` at a short interval (``INTERVAL``, default 0.02 s,
+  the probe's floor): each replica and the Service on its own grid (one lane per
+  target, one CSR in flight each), on one port-forward and one channel per istiod pod
+  for the whole run. Its ``per_target`` entry gives each target's CSRs per second,
+  the share of its grid slots it used, and its median latency.
 
-Each CSR still carries a fresh key and a real token.
+Each CSR still carries a fresh key and a real token. Each CSR is also one TokenReview
+that istiod sends to the API server, through a client limited to 80 requests/s
+(burst 160) per istiod by default (``--kubernetesApiQPS``): that is one replica's
+ceiling, whatever the client does.
 
 CPU is this process's (user + system), so it is the probe's own cost; istiod and the
 API server run in other processes. Needs a running lab. Prints JSON; asserts nothing.
@@ -78,8 +83,18 @@ def probe_round() -> int:
     return done
 
 
+PER_TARGET: dict[str, Any] = {}
+
+
 def sampler() -> int:
     result = issuance.sample_issuance(duration_seconds=int(SECONDS), interval_seconds=INTERVAL)
+    slots = int(SECONDS) / INTERVAL
+    for target, stats in result["summary"].items():
+        PER_TARGET[target] = {
+            "csrs_per_second": round(stats["issued"] / int(SECONDS), 1),
+            "slots_used": round(stats["attempts"] / slots, 2),
+            "latency_p50_ms": stats["latency_ms"]["p50"],
+        }
     return sum(s["issued"] for s in result["samples"])
 
 
@@ -87,6 +102,7 @@ def main() -> None:
     out = {name: measure(fn) for name, fn in [
         ("one_channel", one_channel), ("probe_round", probe_round), ("sampler", sampler)
     ]}  # fmt: skip
+    out["sampler"]["per_target"] = PER_TARGET
     print(json.dumps(out, indent=2))
 
 

@@ -16,6 +16,7 @@ these signatures.
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,9 @@ TOKEN_SECRET = "ca_token"  # noqa: S105 - the name of a secrets key, not a secre
 TARGET_KINDS = ("replicas", "service")
 MAX_SAMPLING_SECONDS = 3600
 TARGETS_MAX_AGE = 1.0  # a sampler reads the istiod pods and the Service at most once a second
+REREAD_FLOOR = 0.1  # ... or sooner after a failed sample, but never twice within 0.1 s
+SAMPLE_INTERVAL_FLOOR = 0.02  # one CSR in flight per target: at most 50 CSRs/s to each
+TOKEN_REFRESH = 300  # a sampler requests a new token every 5 minutes
 
 
 def _issuance_inputs(
@@ -193,7 +197,7 @@ def _sampling_inputs(
     """:func:`sample_issuance`'s input check (pure)."""
     return (
         _validate.positive_int("duration_seconds", duration_seconds, maximum=MAX_SAMPLING_SECONDS),
-        _validate.seconds("interval_seconds", interval_seconds, 0.1),
+        _validate.seconds("interval_seconds", interval_seconds, SAMPLE_INTERVAL_FLOOR),
         _target_kinds(targets),
         _IssuanceRun.fields(shared),
     )
@@ -222,32 +226,25 @@ def sample_issuance(
     Declare it with `"background": true` before the fault in the method: Chaos
     Toolkit runs it alongside and puts its result in the journal when it ends.
     `targets`: `service`, `replicas` or both (comma-separated); replicas (and the
-    Service's endpoints) are read again at most once a second, so replacements join
-    the timeline. Each istiod pod keeps one port-forward and one channel for the run.
-    Returns `{"started_at", "ended_at", "interval_seconds", "identity", "summary":
-    {target: {"attempts", "issued", "success_rate", "latency_ms": {"p50", "p90",
-    "p99", "max"},
+    Service's endpoints) are read again at most once a second (sooner after a failed
+    sample, at most every 0.1 s), so replacements join the timeline. Each target
+    (each replica, and the Service) is sampled on its own, every `interval_seconds`
+    (at least 0.02) on a grid from the start, one CSR in flight at a time: a target
+    whose CSR hangs skips its own missed slots, never another target's. Each istiod
+    pod keeps one port-forward and one channel for the run (the Service's endpoint
+    shares its pod's). Returns `{"started_at", "ended_at", "interval_seconds",
+    "identity", "summary": {target: {"attempts", "issued", "success_rate",
+    "latency_ms": {"p50", "p90", "p99", "max"},
     "first_failure_s", "last_failure_s", "longest_outage_s"}}, "samples": [{"t",
     "target", "kind", "pod", "issued", "code", "latency_ms"}], "reason"}` (`t`:
-    seconds since `started_at`). Tolerance: `$.summary.service.success_rate`.
+    seconds since `started_at`, when the CSR was sent; samples in order of `t`).
+    Tolerance: `$.summary.service.success_rate`.
     """
     duration_seconds, interval, kinds, shared = _sampling_inputs(**locals())
     run = _IssuanceRun.built(shared, configuration, secrets)
     started_at = datetime.now(UTC)
-    start = time.monotonic()
-    samples: list[dict[str, Any]] = []
-    reason = None
-    tick = 0
     with run:
-        while (now := time.monotonic()) - start < duration_seconds:
-            tick += 1
-            why = _sample(run, kinds, round(now - start, 3), samples)
-            reason = reason or why
-            if tick % 10 == 0:
-                logger.info("issuance sampling: %.0fs of %ds", now - start, duration_seconds)
-            # the next slot on the grid; slots missed while a round hung are skipped
-            elapsed = time.monotonic() - start
-            time.sleep((math.floor(elapsed / interval) + 1) * interval - elapsed)
+        samples, reason = _Sampler(run, kinds, interval, duration_seconds).run()
     return {
         "started_at": started_at.isoformat(),
         "ended_at": datetime.now(UTC).isoformat(),
@@ -259,29 +256,138 @@ def sample_issuance(
     }
 
 
-def _sample(
-    run: "_IssuanceRun", kinds: Sequence[str], t: float, samples: list[dict[str, Any]]
-) -> str | None:
-    """One tick of the sampler: its samples appended to `samples`; why it was refused."""
-    reason = None
-    try:
-        results = run.round(kinds, refresh_after=300, targets_max_age=TARGETS_MAX_AGE)
-    except ca.Refusal as refusal:
-        results = [_refused(kind, str(refusal)) for kind in kinds]
-        reason = str(refusal)
-    samples += [
-        {
-            "t": t,
-            "target": r["target"] if r["kind"] == "replica" else "service",
-            "kind": r["kind"],
-            "pod": r["pod"],
-            "issued": bool(r["issued"] and r["identity_ok"]),
-            "code": r["code"],
-            "latency_ms": r["latency_ms"],
-        }
-        for r in results
-    ]
-    return reason
+class _Sampler:
+    """:func:`sample_issuance`'s run: one thread (a lane) per target, each sending its
+    CSRs on its own grid of `interval` from the common start, so that the rate is the
+    sum of the targets' and a slow target holds back only itself.
+
+    The calling thread reads the targets (through the run's cache: at most once a
+    second, sooner after a failed sample), starts a lane for each target it has not
+    seen running, closes the channels of pods gone, and records a refusal (no token,
+    no istiod pod) as a sample per kind, retrying at most every 0.1 s. A lane ends
+    when its target is no longer listed (a pod deleted) or the run is over; its own
+    samples are in order of `t`.
+    """
+
+    def __init__(
+        self, run: "_IssuanceRun", kinds: Sequence[str], interval: float, duration: float
+    ) -> None:
+        self._run, self._kinds = run, tuple(kinds)
+        self._interval, self._duration = interval, duration
+        self._start = time.monotonic()
+        self._lanes: dict[str, tuple[threading.Thread, list[dict[str, Any]]]] = {}
+        self._refused: list[dict[str, Any]] = []
+        self._stop = threading.Event()  # interrupted, or a lane failed
+        self._failure: Exception | None = None  # what a lane raised (not a verdict)
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def _sleep_to_next_slot(self, every: float) -> bool:
+        """Sleep to the next slot of the grid of `every` s (slots already missed are
+        skipped); False, without sleeping, when that slot is past the run's end or the
+        run was interrupted."""
+        elapsed = self._elapsed()
+        slot = (math.floor(elapsed / every) + 1) * every
+        if slot >= self._duration:
+            return False
+        return not self._stop.wait(slot - elapsed)
+
+    def run(self) -> tuple[list[dict[str, Any]], str | None]:
+        """Sample until the run is over (the lanes' last CSRs answered): the samples of
+        every lane and refusal in order of `t`, and the first refusal's reason."""
+        reason = None
+        logged = 0
+        # refused: a sample per kind every interval (at most every 0.1 s), as a lane's
+        retry = max(self._interval, REREAD_FLOOR)
+        every = min(TARGETS_MAX_AGE, retry)
+        try:
+            while (elapsed := self._elapsed()) < self._duration:
+                why = self._tend(round(elapsed, 3))
+                reason = reason or why
+                if elapsed >= logged + 10:
+                    logged = int(elapsed)
+                    logger.info("issuance sampling: %.0fs of %ds", elapsed, self._duration)
+                if not self._sleep_to_next_slot(retry if why else every):
+                    break
+        except BaseException:
+            self._stop.set()  # the lanes end after their CSR in flight
+            raise
+        finally:
+            for thread, _samples in self._lanes.values():
+                thread.join()
+        if self._failure is not None:
+            raise self._failure  # as a round's CSR raising in its pool raised before
+        merged = [s for _thread, samples in self._lanes.values() for s in samples]
+        # stable: at the same t, the targets' order (replicas by name, then the Service)
+        return sorted(merged + self._refused, key=lambda s: float(s["t"])), reason
+
+    def _tend(self, t: float) -> str | None:
+        """Start a lane for each target listed without one; the refusal, if refused."""
+        try:
+            self._run.caller(TOKEN_REFRESH)
+            targets = self._run.targets(self._kinds, TARGETS_MAX_AGE, REREAD_FLOOR)
+        except ca.Refusal as refusal:
+            self._refused += [_sample_of(_refused(kind, str(refusal)), t) for kind in self._kinds]
+            return str(refusal)
+        channels = self._run.channels
+        if "replicas" in self._kinds:  # a pod gone from the list: its channel goes too
+            channels.keep_only(targets)
+        for target in targets:
+            lane = self._lanes.get(target.name)
+            if lane is not None and lane[0].is_alive():
+                continue
+            samples = lane[1] if lane is not None else []
+            thread = threading.Thread(
+                target=self._lane,
+                args=(target.name, samples),
+                name=f"issuance-{target.name}",
+                daemon=True,
+            )
+            self._lanes[target.name] = (thread, samples)
+            thread.start()
+        return None
+
+    def _lane(self, name: str, samples: list[dict[str, Any]]) -> None:
+        """One target's samples, each on its own slot of the grid, until the run is over;
+        what it raises ends the run and is raised by :meth:`run`."""
+        try:
+            self._sample_lane(name, samples)
+        except Exception as exc:  # noqa: BLE001 - handed to the calling thread
+            self._failure = self._failure or exc
+            self._stop.set()
+
+    def _sample_lane(self, name: str, samples: list[dict[str, Any]]) -> None:
+        while (elapsed := self._elapsed()) < self._duration:
+            try:
+                who = self._run.caller(TOKEN_REFRESH)
+                targets = self._run.targets(self._kinds, TARGETS_MAX_AGE, REREAD_FLOOR)
+            except ca.Refusal:
+                return  # the main loop records it, and starts this lane again after
+            target = next((t for t in targets if t.name == name), None)
+            if target is None:
+                return  # the pod is gone
+            sample = _sample_of(self._run.issue_one(target, who), round(elapsed, 3))
+            samples.append(sample)
+            if not sample["issued"]:
+                # a replica may be gone, or the Service's endpoint picked with it: read
+                # both again soon instead of reusing the list for up to a second
+                self._run.stale()
+            if not self._sleep_to_next_slot(self._interval):
+                return
+
+
+def _sample_of(result: Mapping[str, Any], t: float) -> dict[str, Any]:
+    """A timeline sample of one target's result (or refusal) at `t`."""
+    return {
+        "t": t,
+        "target": result["target"] if result["kind"] == "replica" else "service",
+        "kind": result["kind"],
+        "pod": result["pod"],
+        "issued": bool(result["issued"] and result["identity_ok"]),
+        "code": result["code"],
+        "latency_ms": result["latency_ms"],
+    }
 
 
 # ---------------------------------------------------------------- the shared run
@@ -309,6 +415,10 @@ class _IssuanceRun:
     _who_at: float = 0.0
     _channels: ca.Channels | None = field(default=None, repr=False)
     _targets: tuple[float, list[ca.CaTarget]] | None = field(default=None, repr=False)
+    _stale: bool = False  # a sample failed since the targets were read
+    # a sampler's lanes share the run: one lock for the token, one for the targets
+    _who_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _targets_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __enter__(self) -> "_IssuanceRun":
         return self
@@ -318,18 +428,20 @@ class _IssuanceRun:
 
     def close(self) -> None:
         """Close the tunnels and channels this call kept open."""
-        if self._channels is not None:
-            self._channels.close()
-            self._channels = None
+        with self._targets_lock:
+            channels, self._channels = self._channels, None
+        if channels is not None:
+            channels.close()
 
     @property
     def channels(self) -> ca.Channels:
         """One port-forward and one gRPC channel per istiod pod, for the whole call."""
-        if self._channels is None:
-            self._channels = ca.Channels(
-                self.core, self.via, server_name=self.server_name, cluster_id=self.cluster_id
-            )
-        return self._channels
+        with self._targets_lock:
+            if self._channels is None:
+                self._channels = ca.Channels(
+                    self.core, self.via, server_name=self.server_name, cluster_id=self.cluster_id
+                )
+            return self._channels
 
     @property
     def identity(self) -> str:
@@ -395,6 +507,10 @@ class _IssuanceRun:
 
     def caller(self, refresh_after: float = 0) -> ca.Caller:
         """The credentials, requested once (again after ``refresh_after`` s when > 0)."""
+        with self._who_lock:
+            return self._caller(refresh_after)
+
+    def _caller(self, refresh_after: float) -> ca.Caller:
         stale = refresh_after > 0 and time.monotonic() - self._who_at > refresh_after
         if self._who is None or stale:
             who = ca.caller(
@@ -412,15 +528,25 @@ class _IssuanceRun:
             self._who, self._who_at = who, time.monotonic()
         return self._who
 
-    def targets(self, kinds: Sequence[str], max_age: float = 0) -> list[ca.CaTarget]:
+    def targets(
+        self, kinds: Sequence[str], max_age: float = 0, min_age: float = 0
+    ) -> list[ca.CaTarget]:
         """The targets of `kinds`, read from the API again when the last read is older
-        than `max_age` seconds (0: at every call)."""
-        cached = self._targets
-        if max_age > 0 and cached is not None and time.monotonic() - cached[0] < max_age:
-            return list(cached[1])
-        found = self._read_targets(kinds)
-        self._targets = (time.monotonic(), found)
-        return list(found)
+        than `max_age` seconds (0: at every call), or than `min_age` once :meth:`stale`
+        was called since."""
+        with self._targets_lock:
+            cached = self._targets
+            if max_age > 0 and cached is not None:
+                age = time.monotonic() - cached[0]
+                if age < (min(min_age, max_age) if self._stale else max_age):
+                    return list(cached[1])
+            found = self._read_targets(kinds)
+            self._targets, self._stale = (time.monotonic(), found), False
+            return list(found)
+
+    def stale(self) -> None:
+        """A sample failed: the next :meth:`targets` reads again (after its `min_age`)."""
+        self._stale = True
 
     def _read_targets(self, kinds: Sequence[str]) -> list[ca.CaTarget]:
         found: list[ca.CaTarget] = []
@@ -438,42 +564,30 @@ class _IssuanceRun:
             )
         return found
 
-    def round(
-        self,
-        kinds: Sequence[str],
-        requested_uri: str = "",
-        refresh_after: float = 0,
-        targets_max_age: float = 0,
-    ) -> list[dict[str, Any]]:
+    def issue_one(
+        self, target: ca.CaTarget, who: ca.Caller, requested_uri: str = ""
+    ) -> dict[str, Any]:
+        """One CSR (a fresh key) to `target` on its pod's channel; its result dict."""
+        if target.unavailable:
+            return {**target.brief(), **_NOT_SENT, "message": target.unavailable}
+        outcome = self.channels.issue(
+            target,
+            who,
+            timeout_seconds=self.timeout_seconds,
+            csr_pem=new_csr(requested_uri) if requested_uri else None,
+        )
+        out = {**target.brief(), **outcome.to_json()}
+        out["identity_ok"] = bool(
+            outcome.leaf is not None and list(outcome.leaf.spiffe_uris) == [who.identity]
+        )
+        return out
+
+    def round(self, kinds: Sequence[str], requested_uri: str = "") -> list[dict[str, Any]]:
         """One CSR per target, in parallel; a result dict per target."""
-        who = self.caller(refresh_after)
-        targets = self.targets(kinds, targets_max_age)
-        channels = self.channels
-        if "replicas" in kinds:  # a pod gone from the list: its channel goes too
-            channels.keep_only(targets)
-
-        def one(target: ca.CaTarget) -> dict[str, Any]:
-            if target.unavailable:
-                return {**target.brief(), **_NOT_SENT, "message": target.unavailable}
-            outcome = channels.issue(
-                target,
-                who,
-                timeout_seconds=self.timeout_seconds,
-                csr_pem=new_csr(requested_uri) if requested_uri else None,
-            )
-            out = {**target.brief(), **outcome.to_json()}
-            out["identity_ok"] = bool(
-                outcome.leaf is not None and list(outcome.leaf.spiffe_uris) == [who.identity]
-            )
-            return out
-
+        who = self.caller()
+        targets = self.targets(kinds)
         with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-            results = list(pool.map(one, targets))
-        if any(not r["issued"] for r in results):
-            # a replica may be gone, or the Service's endpoint picked with it: read both
-            # again for the next round instead of reusing the list for up to a second
-            self._targets = None
-        return results
+            return list(pool.map(lambda t: self.issue_one(t, who, requested_uri), targets))
 
 
 _NOT_SENT = {
@@ -543,9 +657,14 @@ def _summary(samples: Sequence[dict[str, Any]], interval: float) -> dict[str, An
 
 
 def _longest_outage(samples: Sequence[dict[str, Any]], interval: float) -> float:
-    """The longest run of consecutive failed samples, in seconds (one sample = ``interval``)."""
-    longest = current = 0
+    """The longest run of consecutive failed samples, in seconds: from the first one's
+    ``t`` to the last one's, plus ``interval`` (n samples on the grid are n intervals;
+    slots skipped while a failing CSR hung count too)."""
+    longest, first = 0.0, None
     for s in samples:
-        current = 0 if s["issued"] else current + 1
-        longest = max(longest, current)
-    return round(longest * interval, 3)
+        if s["issued"]:
+            first = None
+            continue
+        first = s["t"] if first is None else first
+        longest = max(longest, s["t"] - first + interval)
+    return round(longest, 3)
