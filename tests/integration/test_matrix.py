@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -297,34 +298,67 @@ def test_a_service_left_without_endpoints_is_no_deny(
     eventually(endpoint_ready, 90, "helloworld-v1 back in its endpoints")
 
 
+SETTLE = 10.0
+"""Seconds after the heal in which the stale L4 cache may still decide: the L4 agent
+hears from the API server again within its watch's idle timeout (5 s) and a retry."""
+
+
 def test_sampling_across_a_partition_records_each_cell_over_time(api: client.ApiClient) -> None:
-    """``sample_matrix`` in the background (as an experiment runs it), lab-node-2 (the
-    helloworld pods' node) cut off from the API server in the middle: every round is
-    on the timeline with its time, the deny never fails open, and the round before the
-    cut holds."""
+    """``sample_matrix`` in the background, as the flagship runs it, across the seeds'
+    story: lab-node-2 (the helloworld pods' node) cut off from the API server (scope
+    host: its L4 agent stops hearing about pods), sleep-v1 scaled to zero and sleep-v2
+    rotated until one pod holds sleep-v1's old IP (the hunt labels it; with
+    ``prefer_sources`` the sampler asks sleep-v2's cells from that pod as soon as it
+    exists), the cut held a few seconds, then healed.
+
+    Every round is on the timeline with its time and the pod it asked from; while
+    sleep-v1 has no pod only its cells go unasked; no deny ever fails open; and
+    sleep-v2 -> helloworld-v1 changes layer, from ``denied_by_network`` to
+    ``denied_by_mesh`` (through ``error`` rounds while the hunt deletes its pods), from
+    the pod with the recycled IP, in a round that began inside the fault window (from
+    the cut to the heal, plus the settle of :data:`SETTLE`)."""
     box: dict[str, Any] = {}
 
     def sample() -> None:
         box["result"] = matrix.sample_matrix(
-            matrix="wrong-identity", duration_seconds=24, interval_seconds=2, wait_seconds=60
+            matrix="wrong-identity",
+            prefer_sources="sleep-v2=chaosmesh-sec.io/recycled-from",
+            duration_seconds=45,
+            interval_seconds=1,
+            wait_seconds=60,
         )
 
     sampler = threading.Thread(target=sample)
     sampler.start()
     time.sleep(4)
+    cut_at = datetime.now(UTC)
     cut = partition_node_from_apiserver(
-        node="lab-node-2", scope="node", duration_seconds=120, fault_namespace=FAULTS
+        node="lab-node-2", scope="host", duration_seconds=120, fault_namespace=FAULTS
     )
     try:
-        time.sleep(12)
+        churn.scale_deployment(name="sleep-v2", replicas=6, namespace=NS, wait_ready=False)
+        hunt = ip_recycle.hunt_recycled_ip(
+            victim="sleep-v1",
+            hunter="sleep-v2",
+            namespace=NS,
+            max_rounds=20,
+            cut_off_pods="app=helloworld,version=v1",
+            fault_namespace=FAULTS,
+        )
+        time.sleep(8)  # the cut held: the sampler asks from the recycled pod meanwhile
     finally:
         heal_apiserver_partition(node="lab-node-2", run_id=cut["run_id"], fault_namespace=FAULTS)
-        sampler.join(timeout=90)
+        healed_at = datetime.now(UTC)
+        churn.restore_replicas(name="sleep-v1", namespace=NS, timeout_seconds=60)
+        churn.restore_replicas(name="sleep-v2", namespace=NS, timeout_seconds=60)
+        sampler.join(timeout=120)
         wait_lease_renewed(api, "lab-node-2")
+    assert hunt["found"] is True and hunt["reproduced"] is True, hunt
     result = box["result"]
-    assert result["matrix"] == "wrong-identity" and result["interval_seconds"] == 2
-    assert result["rounds"] >= 4, result["rounds"]  # a round takes a deny's 3 s timeout
-    assert result["started_at"] < result["ended_at"]
+    assert result["matrix"] == "wrong-identity" and result["interval_seconds"] == 1
+    started = datetime.fromisoformat(result["started_at"])
+    cut_s = (cut_at - started).total_seconds()
+    healed_s = (healed_at - started).total_seconds()
     assert result["fail_open"] == []
     cells = {c["cell"]: c for c in result["cells"]}
     assert set(cells) == {f"sleep-v{i} -> helloworld-v{j}" for i in (1, 2) for j in (1, 2)}
@@ -332,6 +366,24 @@ def test_sampling_across_a_partition_records_each_cell_over_time(api: client.Api
         times = [s["t"] for s in cell["samples"]]
         assert len(times) == result["rounds"] and times == sorted(times) and times[0] < 3
         assert all(s["verdict"] in _matrix_evidence.VERDICTS for s in cell["samples"])
-        assert cell["samples"][0]["ok"] is True, cell  # before the cut
+        assert cell["samples"][0]["ok"] is True and cell["samples"][0]["t"] < cut_s, cell
     for denied in ("sleep-v2 -> helloworld-v1", "sleep-v1 -> helloworld-v2"):
         assert "allowed" not in cells[denied]["verdicts"], cells[denied]
+
+    # sleep-v1 at zero: its cells not asked in those rounds, sleep-v2's still asked
+    v1, v2 = cells["sleep-v1 -> helloworld-v1"]["samples"], cells["sleep-v2 -> helloworld-v1"]
+    unasked = [i for i, s in enumerate(v1) if s["pod"] is None]
+    assert unasked, v1
+    assert any(v2["samples"][i]["pod"] is not None for i in unasked), (v1, v2["samples"])
+
+    # the layer change, from the pod with the recycled IP, inside the fault window
+    to_mesh = [c for c in v2["changes"] if c["to"] == "denied_by_mesh"]
+    assert to_mesh, v2["changes"]
+    first = to_mesh[0]
+    assert cut_s <= first["t"] <= healed_s + SETTLE, (first, cut_s, healed_s)
+    assert v2["samples"][0]["verdict"] == "denied_by_network"
+    assert first["pod"] == hunt["pod"]["name"]
+    [asked] = [s for s in v2["samples"] if s["t"] == first["t"]]
+    assert asked["pod_ip"] == hunt["recycled_ip"]
+    assert first["evidence"]["http_code"] == "403", first
+    assert first["evidence"]["body"] == "RBAC: access denied"
