@@ -5,10 +5,11 @@ One module owns each thing that is written in one place and read in another:
 - where each activity ran (:func:`activity_runs`): the hypothesis before the method,
   while it runs (``steady_states.during``) and after it, the method, the rollbacks;
   :func:`steady_state`, :func:`method_runs` and :func:`rollback_runs` give each part;
-- the identity matrix (:data:`MATRIX_MODULE`, :data:`MATRIX_FUNC`) and the fail-open
-  it raises with ``fail_on_fail_open`` (such a run has no output, only its
-  exception): :func:`fail_open_message` writes the message (the probe raises it),
-  :func:`fail_open_raised` reads it back from the exception;
+- the identity matrix (:data:`MATRIX_MODULE`, :data:`MATRIX_FUNC`; sampled over time:
+  :data:`MATRIX_SAMPLING_FUNC`) and the fail-open it raises with ``fail_on_fail_open``
+  (such a run has no output, only its exception): :func:`fail_open_message` writes the
+  message (the probe raises it), :func:`fail_open_raised` reads it back from the
+  exception; :func:`fail_open_cells` counts them all;
 - the safety net's record in ``extensions`` (:data:`SAFETY_NET_EXTENSION`), written by
   :mod:`chaosmesh_sec.controls.safety_net`, read with :func:`safety_net_records`;
 - a scenario's story (the IP hunt's stale-cache precondition): an activity output's
@@ -32,6 +33,7 @@ __all__ = [
     "FAIL_OPEN_ERROR",
     "MATRIX_FUNC",
     "MATRIX_MODULE",
+    "MATRIX_SAMPLING_FUNC",
     "SAFETY_NET_EXTENSION",
     "FailOpenRaised",
     "activity",
@@ -53,6 +55,8 @@ SAFETY_NET_EXTENSION = "chaosmesh-sec-safety-net"
 MATRIX_MODULE = "chaosmesh_sec.probes.matrix"
 MATRIX_FUNC = "identity_matrix"
 """The identity matrix probe, as a journal's ``provider`` names it."""
+MATRIX_SAMPLING_FUNC = "sample_matrix"
+"""The identity matrix checked every few seconds (a timeline), as ``provider`` names it."""
 FAIL_OPEN_ERROR = FailOpen.__name__
 """The class name an exception text carries when a matrix raised on fail-open cells."""
 
@@ -149,19 +153,25 @@ def fail_open_raised(text: str) -> FailOpenRaised | None:
     return FailOpenRaised(found["matrix"].strip(), cells)
 
 
-def _is_matrix(run: Mapping[str, Any]) -> bool:
-    """An identity matrix run, by its function's name."""
+def _func(run: Mapping[str, Any]) -> Any:
     provider = activity(run).get("provider")
-    return isinstance(provider, Mapping) and provider.get("func") == MATRIX_FUNC
+    return provider.get("func") if isinstance(provider, Mapping) else None
 
 
 def fail_open_cells(journal: Mapping[str, Any]) -> int:
     """Cells with ``fail_open: true`` in every identity matrix output of the journal, in
     any phase (a cell found open before and after counts twice), plus those a matrix
-    named in a ``FailOpen`` it raised (``fail_on_fail_open``: such a run has no output)."""
+    named in a ``FailOpen`` it raised (``fail_on_fail_open``: such a run has no output),
+    plus each fail-open moment of a sampled matrix (its output's ``fail_open`` list)."""
     count = 0
     for _phase, run in activity_runs(journal):
-        if not _is_matrix(run):
+        func = _func(run)
+        if func == MATRIX_SAMPLING_FUNC:
+            moments = run.get("output")
+            moments = moments.get("fail_open") if isinstance(moments, Mapping) else None
+            count += len(moments) if isinstance(moments, list) else 0
+            continue
+        if func != MATRIX_FUNC:
             continue
         output = run.get("output")
         if isinstance(output, Mapping):

@@ -30,6 +30,14 @@ compared, per experiment (matched by the journal's file name, in the facts table
   ``62.5%``), the lane's label (``5/8 issued · 62.5%``); every sample mark (target,
   time as ``%g``, issued, code); attempts and issued also against the samples
   themselves, and the journal's rate against issued / attempts (to its 4 decimals);
+- each identity matrix over time (``sample_matrix``): phase, probe, matrix, holds, the
+  fail-open moments (its ``data-`` count; each counts as a fail-open cell of the
+  experiment and the page), and per cell (its lane, in the journal's order) the label
+  beside it (the cell, then ``expected ...`` or, after a fail-open round,
+  ``FAIL-OPEN ...``), every round drawn (time as ``%g``, verdict, ok, fail-open, the
+  pod asked), every change of verdict drawn as a line (a round whose verdict differs
+  from the round before it: worked out here from the samples), and the table of
+  changes (the same changes, and the change as written, ``from → to``);
 - each fault window: the faults that have one, their start to the millisecond; the
   end must be one of the moments that can end it (the end of a heal that ran after
   the fault, the fault's own ``duration_seconds``, the end of its action), and no later
@@ -45,6 +53,7 @@ which no title, probe name, cell or code of this pack carries.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -69,6 +78,7 @@ __all__ = [
 VERDICTS = ("held", "deviated", "failed", "interrupted", "aborted", "unknown")
 MATRIX = ("chaosmesh_sec.probes.matrix", "identity_matrix")
 SAMPLING = ("chaosmesh_sec.probes.issuance", "sample_issuance")
+SAMPLED_MATRIX = ("chaosmesh_sec.probes.matrix", "sample_matrix")
 ISSUANCE = ("chaosmesh_sec.probes.issuance", "certificate_issuance")
 FAULTS = "chaosmesh_sec.faults."
 RAISED_FAIL_OPEN = re.compile(r"fail-open cells in (?P<matrix>[^:]+): (?P<cells>.+)$")
@@ -159,6 +169,30 @@ class Sampling(Figure):
 
 
 @dataclass(frozen=True)
+class CellLane:
+    """One cell's lane of an identity matrix over time."""
+
+    id: str
+    label: str  # the cell, beside its lane
+    mark: str  # under it: "expected <x>", or "FAIL-OPEN" when a round failed open
+    rounds: tuple[tuple[str, str, bool | None, bool | None, str], ...]
+    # (t as %g, verdict, ok, fail-open, pod), in time order
+    changes: tuple[tuple[str, str, str], ...]  # (t as %g, from, to), drawn as lines
+
+
+@dataclass(frozen=True)
+class MatrixOverTime(Figure):
+    matrix: str | None
+    holds: bool | None
+    fail_open_count: int
+    lanes: tuple[CellLane, ...]
+    listed_changes: tuple[tuple[str, str, str, str, str], ...]
+    # the table: (cell, t as %g, from, to, the change as written), sorted
+    windows: tuple[Window | WindowRule, ...] = field(compare=False)
+    drawn_windows: tuple[Window, ...] = field(compare=False, default=())
+
+
+@dataclass(frozen=True)
 class IssuanceRow:
     target: str
     issued: bool | None
@@ -190,6 +224,7 @@ class Experiment:
     samplings: tuple[Sampling, ...]
     issuance: tuple[IssuanceTable, ...]
     start: datetime | None = field(compare=False, default=None)
+    matrices_over_time: tuple[MatrixOverTime, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,7 +261,13 @@ def expected(journal: Path) -> Experiment:
     phased += [("after", p) for p in _list(_map(after).get("probes"))]
     phased += [("rollback", r) for r in rollbacks]
     matrices = tuple(_expected_matrix(ph, r) for ph, r in phased if _provider(r) == MATRIX)
+    over_time = tuple(
+        _expected_over_time(ph, r, method, rollbacks)
+        for ph, r in phased
+        if _provider(r) == SAMPLED_MATRIX
+    )
     fail_open = sum(m.fail_open_count for m in matrices)
+    fail_open += sum(m.fail_open_count for m in over_time)
     title = _text(spec.get("title")) or journal.name
     return Experiment(
         journal=journal.name,
@@ -249,6 +290,7 @@ def expected(journal: Path) -> Experiment:
         ),
         issuance=tuple(_expected_issuance(ph, r) for ph, r in phased if _provider(r) == ISSUANCE),
         start=_when(j.get("start")),
+        matrices_over_time=over_time,
     )
 
 
@@ -381,6 +423,51 @@ def _expected_sampling(
                 for s in samples
             )
         ),
+        windows=_window_rules(started, method, rollbacks) if started else (),
+    )
+
+
+def _expected_over_time(
+    phase: str, result: Any, method: Sequence[Any], rollbacks: Sequence[Any]
+) -> MatrixOverTime:
+    r = _map(result)
+    out = _map(r.get("output"))
+    lanes = []
+    for c in map(_map, _list(out.get("cells"))):
+        cid = _text(c.get("cell")) or f"{_text(c.get('source'))} -> {_text(c.get('destination'))}"
+        timed = [s for s in map(_map, _list(c.get("samples"))) if _number(s.get("t")) is not None]
+        timed.sort(key=lambda s: _number(s.get("t")) or 0.0)
+        rounds = tuple(
+            (
+                f"{_number(s.get('t')):g}",
+                _text(s.get("verdict")) or "error",
+                s.get("ok") is True,
+                s.get("fail_open") is True,
+                _text(s.get("pod")),
+            )
+            for s in timed
+        )
+        changes = tuple(
+            (now[0], before[1], now[1])
+            for before, now in itertools.pairwise(rounds)
+            if now[1] != before[1]
+        )
+        failed_open = any(f for *_, f, _pod in rounds)
+        mark = "FAIL-OPEN" if failed_open else f"expected {_text(c.get('expected'))}"
+        lanes.append(CellLane(cid, cid, mark, rounds, changes))
+    listed = sorted(
+        (lane.id, t, was, now, f"{was} → {now}") for lane in lanes for t, was, now in lane.changes
+    )
+    holds = out.get("holds")
+    started = _when(out.get("started_at"))
+    return MatrixOverTime(
+        phase=phase,
+        probe=_activity_name(r),
+        matrix=_text(out.get("matrix")) or None,
+        holds=holds if isinstance(holds, bool) else None,
+        fail_open_count=len(_list(out.get("fail_open"))),
+        lanes=tuple(lanes),
+        listed_changes=tuple(listed),
         windows=_window_rules(started, method, rollbacks) if started else (),
     )
 
@@ -586,6 +673,9 @@ def _shown_experiment(section: Node, row: Node | None) -> Experiment:
         rollbacks=_shown_steps(section, "rollbacks"),
         matrices=tuple(_shown_matrix(f) for f in section.all("figure", "matrix")),
         samplings=tuple(_shown_sampling(f) for f in section.all("figure", "timeline")),
+        matrices_over_time=tuple(
+            _shown_over_time(f) for f in section.all("figure", "matrix-timeline")
+        ),
         issuance=tuple(
             IssuanceTable(
                 t.attrs.get("data-phase", ""),
@@ -632,15 +722,23 @@ def _shown_matrix(figure: Node) -> Matrix:
     note = next((li.text() for li in figure.all("li") if li.text().startswith("FAIL-OPEN: ")), "")
     counts = Counter(c.verdict for c in cells if c.verdict)
     return Matrix(
-        phase=figure.attrs.get("data-phase", ""),
-        probe=figure.attrs.get("data-probe", ""),
-        matrix=figure.attrs.get("data-matrix"),
-        holds=figure.flag("holds"),
-        fail_open_count=int(figure.attrs.get("data-fail-open-count", "-1")),
+        **_matrix_head(figure),
         fail_open=tuple(note.removeprefix("FAIL-OPEN: ").split(", ")) if note else (),
         counts=tuple(sorted(counts.items())),
         cells=tuple(cells),
     )
+
+
+def _matrix_head(figure: Node) -> dict[str, Any]:
+    """A matrix figure's (a check's, or the matrix over time's) ``data-``: phase, probe,
+    matrix, holds, fail-open count."""
+    return {
+        "phase": figure.attrs.get("data-phase", ""),
+        "probe": figure.attrs.get("data-probe", ""),
+        "matrix": figure.attrs.get("data-matrix"),
+        "holds": figure.flag("holds"),
+        "fail_open_count": int(figure.attrs.get("data-fail-open-count", "-1")),
+    }
 
 
 def _shown_sampling(figure: Node) -> Sampling:
@@ -667,22 +765,68 @@ def _shown_sampling(figure: Node) -> Sampling:
         for g in svg.all("g", "sample", "data-t")
     ]
 
-    def windows(nodes: list[Node]) -> tuple[Window, ...]:
-        return tuple(
-            Window(
-                n.attrs["data-fault"], float(n.attrs["data-start-s"]), float(n.attrs["data-end-s"])
-            )
-            for n in nodes
-        )
-
     return Sampling(
         phase=figure.attrs.get("data-phase", ""),
         probe=figure.attrs.get("data-probe", ""),
         lanes=tuple(sorted(lanes, key=lambda lane: lane.target)),
         lane_labels=tuple(sorted(labels)),
         samples=tuple(sorted(samples)),
-        windows=windows(figure.all("li", "", "data-fault")),
-        drawn_windows=windows(svg.all("g", "fault-window", "data-fault")),
+        windows=_windows(figure.all("li", "", "data-fault")),
+        drawn_windows=_windows(svg.all("g", "fault-window", "data-fault")),
+    )
+
+
+def _windows(nodes: list[Node]) -> tuple[Window, ...]:
+    return tuple(
+        Window(n.attrs["data-fault"], float(n.attrs["data-start-s"]), float(n.attrs["data-end-s"]))
+        for n in nodes
+    )
+
+
+def _shown_over_time(figure: Node) -> MatrixOverTime:
+    svg = next((s for s in figure.all("svg", "matrix-timeline")), Node("svg", {}))
+    lanes = []
+    for lane in svg.all("g", "lane", "data-cell"):
+        texts = [t.text() for g in lane.all("g", "lane-label") for t in g.all("text")]
+        label, mark = ([*texts, "", ""])[:2]
+        lanes.append(
+            CellLane(
+                id=lane.attrs["data-cell"],
+                label=label,
+                mark="FAIL-OPEN" if mark.startswith("FAIL-OPEN") else mark,
+                rounds=tuple(
+                    (
+                        g.attrs["data-t"],
+                        g.attrs.get("data-verdict", ""),
+                        g.flag("ok"),
+                        g.flag("fail-open"),
+                        g.attrs.get("data-pod", ""),
+                    )
+                    for g in lane.all("g", "sample", "data-t")
+                ),
+                changes=tuple(
+                    (g.attrs["data-t"], g.attrs.get("data-from", ""), g.attrs.get("data-to", ""))
+                    for g in lane.all("g", "change", "data-t")
+                ),
+            )
+        )
+    listed = sorted(
+        (
+            tr.attrs["data-cell"],
+            tr.attrs.get("data-t", ""),
+            tr.attrs.get("data-from", ""),
+            tr.attrs.get("data-to", ""),
+            tr.cells()[2],
+        )
+        for table in figure.all("table", "matrix-changes")
+        for tr in table.all("tr", "", "data-cell")
+    )
+    return MatrixOverTime(
+        **_matrix_head(figure),
+        lanes=tuple(lanes),
+        listed_changes=tuple(listed),
+        windows=_windows(figure.all("li", "", "data-fault")),
+        drawn_windows=_windows(svg.all("g", "fault-window", "data-fault")),
     )
 
 
@@ -724,7 +868,9 @@ def compare(journals: Sequence[Path], dom: str) -> list[str]:
         if got is None:
             continue  # already reported by the order
         _diff(e.journal, e, got, problems)
-        for mine, theirs in zip(e.samplings, got.samplings, strict=False):
+        mine_all: list[Sampling | MatrixOverTime] = [*e.samplings, *e.matrices_over_time]
+        theirs_all: list[Sampling | MatrixOverTime] = [*got.samplings, *got.matrices_over_time]
+        for mine, theirs in zip(mine_all, theirs_all, strict=False):
             _check_windows(f"{e.journal}: {_key(mine)}", mine, theirs, problems)
         problems.extend(f"{e.journal}: {p}" for p in _journal_sanity(e))
     return problems
@@ -764,14 +910,19 @@ def _key(item: object) -> str | None:
     """What an item of a compared tuple is matched by (None: compared in place)."""
     if isinstance(item, Figure):
         return f"{item.phase} {item.probe}"
-    if isinstance(item, Cell):
+    if isinstance(item, Cell | CellLane):
         return item.id
     if isinstance(item, Lane | IssuanceRow):
         return item.target
     return item.journal if isinstance(item, Experiment) else None
 
 
-def _check_windows(where: str, want: Sampling, got: Sampling, problems: list[str]) -> None:
+def _check_windows(
+    where: str,
+    want: Sampling | MatrixOverTime,
+    got: Sampling | MatrixOverTime,
+    problems: list[str],
+) -> None:
     if got.windows != got.drawn_windows:
         problems.append(f"{where}: fault list {got.windows} and shaded bands {got.drawn_windows}")
     names = [w.fault for w in want.windows]
@@ -792,8 +943,13 @@ def _check_windows(where: str, want: Sampling, got: Sampling, problems: list[str
 
 
 def _journal_sanity(e: Experiment) -> list[str]:
-    """The sampling's summary against its own samples (the page shows both)."""
+    """The sampling's summary against its own samples (the page shows both); a sampled
+    matrix's count of fail-open moments against its rounds that failed open."""
     problems = []
+    for m in e.matrices_over_time:
+        rounds = sum(1 for lane in m.lanes for *_, failed, _pod in lane.rounds if failed)
+        if rounds != m.fail_open_count:
+            problems.append(f"{_key(m)}: {m.fail_open_count} fail-open moments, {rounds} rounds")
     for s in e.samplings:
         attempts = Counter(target for target, *_ in s.samples)
         issued = Counter(target for target, _t, ok, _code in s.samples if ok)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
+    "at",
     "clip",
     "headline",
     "last_line",
@@ -50,6 +51,11 @@ def seconds(value: float | None) -> str:
         return f"{value:.1f} s"
     minutes, rest = divmod(round(value), 60)
     return f"{minutes} min {rest:02d} s"
+
+
+def at(t: float) -> str:
+    """A moment of a timeline, to a tenth of a second: ``4 s``, ``7.5 s``."""
+    return f"{t:.1f}".removesuffix(".0") + " s"
 
 
 def millis(value: float | None) -> str:
@@ -281,6 +287,34 @@ def _matrix(o: Mapping[str, Any]) -> str:
     return text
 
 
+def _matrix_sampling(o: Mapping[str, Any]) -> str:
+    """``m sampled 12 times: DEVIATED; FAIL-OPEN at ...; a -> b: denied_by_network,
+    denied_by_mesh at 10 s, denied_by_network at 20 s``: each cell's verdicts in turn."""
+    holds = o.get("holds")
+    text = f"{_str(o.get('matrix')) or 'matrix'} sampled {_word(o.get('rounds'))} times: " + (
+        "held" if holds is True else "DEVIATED" if holds is False else "?"
+    )
+    moments = [
+        f"{_str(m.get('cell'))} at {_word(m.get('t'))} s"
+        for m in (_map(x) for x in _list(o.get("fail_open")))
+    ]
+    if moments:
+        text += f"; FAIL-OPEN: {', '.join(moments)}"
+    paths = []
+    for cell in (_map(c) for c in _list(o.get("cells"))):
+        changes = [_map(x) for x in _list(cell.get("changes"))]
+        if changes:
+            path = [_str(changes[0].get("from"))]
+            for c in changes:
+                t = number(c.get("t"))
+                path.append(f"{_str(c.get('to'))} at {at(t) if t is not None else '?'}")
+            verdicts = {_str(c.get("from")) for c in changes} | {_str(c.get("to")) for c in changes}
+            layers = len({v for v in verdicts if v.startswith("denied_")})  # L4 and L7 both
+            paths.append((-layers, f"{_str(cell.get('cell'))}: {', '.join(path)}"))
+    # a cell denied by one layer, then another, first: the line is clipped
+    return "; ".join([text, *(p for _, p in sorted(paths, key=lambda x: x[0]))])
+
+
 def _sampling(o: Mapping[str, Any]) -> str:
     parts = []
     for target, summary in _map(o.get("summary")).items():
@@ -385,6 +419,7 @@ _DESCRIBERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "rollout_restart": _rollout,
     "heal_leftovers": safety_net_what,
     "identity_matrix": _matrix,
+    "sample_matrix": _matrix_sampling,
     "sample_issuance": _sampling,
     "certificate_issuance": _issuance,
     "identity_is_enforced": _enforced,

@@ -2,8 +2,10 @@
 
 Sections, in order: the day's summary (one row per experiment: fail-open cells first,
 its verdict, its checks), then per experiment its facts, hypothesis, identity-matrix
-heatmaps (before, during, after), certificate issuance (timeline, summary, checks) and
-what the faults did and how they were healed (method, rollbacks, safety net).
+heatmaps (before, during, after), the identity matrix over time (a lane per cell, the
+fault windows shaded, each change of verdict listed against them), certificate
+issuance (timeline, summary, checks) and what the faults did and how they were healed
+(method, rollbacks, safety net).
 
 Every text is escaped (:func:`html.escape`) and scrubbed. The numbers a reader acts
 on carry ``data-`` attributes (``data-experiment``, ``data-verdict``,
@@ -24,11 +26,15 @@ from chaosmesh_sec.report.model import (
     FaultWindow,
     Hypothesis,
     IssuanceCheck,
+    MatrixTimeline,
     MatrixView,
     RedirectionView,
     Report,
+    Sampled,
     Step,
     Timeline,
+    VerdictChange,
+    Window,
 )
 from chaosmesh_sec.report.scrub import scrub
 
@@ -60,6 +66,7 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, mono
 td.fo-bad { color: #fff; background: #c00018; font-weight: 800; }
 td.fo-zero { color: #1a7f37; font-weight: 600; }
 .alarm { border: 3px solid #c00018; color: #c00018; font-weight: 700; padding: 6px 10px; }
+span.alarm { display: inline-block; margin: 4px 0; }
 .ok { color: #1a7f37; }
 .bad { color: #c00018; font-weight: 600; }
 .warn { color: #8a4b00; }
@@ -206,6 +213,9 @@ def _checks(e: Experiment) -> str:
     parts = []
     if e.matrices:
         parts.append(_e(f"{len(e.matrices)} matrix check{'s' if len(e.matrices) != 1 else ''}"))
+    for m in e.matrix_timelines:
+        line = _e(m.headline)
+        parts.append(f'<span class="bad">{line}</span>' if m.fail_open else line)
     for t in e.timelines:
         rates = [f"{s.target} {describe.percent(s.success_rate)}" for s in t.summary]
         parts.append(_e("issuance " + ", ".join(rates)))
@@ -252,6 +262,9 @@ def _experiment(e: Experiment) -> str:
     parts.append(_hypothesis(e))
     if e.matrices:
         parts.append(_matrices(e.matrices))
+    if e.matrix_timelines:
+        parts.append("<h3>Identity matrix over time</h3>" + svg.matrix_timeline_legend())
+        parts.extend(_matrix_timeline(m) for m in e.matrix_timelines)
     if e.timelines or e.issuance_checks:
         parts.append("<h3>Certificate issuance</h3>")
         parts.extend(_timeline(t) for t in e.timelines)
@@ -366,32 +379,11 @@ def _redirections(views: Sequence[RedirectionView]) -> str:
 
 def _timeline(t: Timeline) -> str:
     every = _e(describe.seconds(t.interval_seconds)) or "?"
-    caption = (
-        f'<span class="phase">{_e(t.phase)}</span> {_e(t.probe)}: a certificate asked of '
-        f"each target every {every}"
-    )
+    head = f"a certificate asked of each target every {every}"
     if t.identity:
-        caption += f", as <code>{_e(t.identity)}</code>"
-    caption += (
-        f'<br><span class="muted">from {_e(_time(t.started_at))} for '
-        f"{_e(describe.seconds(t.span_s))}</span>"
-    )
-    if t.reason:
-        caption += f'<br><span class="warn">{_e(t.reason)}</span>'
-    if t.error:
-        caption += f'<br><span class="bad">{_e(t.error)}</span>'
-    windows = "".join(
-        f"<li{_attrs(fault=w.name, start_s=f'{w.start_s:.3f}', end_s=f'{w.end_s:.3f}')}>"
-        f"<b>{_e(w.name)}</b> (<code>{_e(w.func)}</code>): in effect from "
-        f"{_e(describe.seconds(w.start_s))} to {_e(describe.seconds(w.end_s))} "
-        f"after the sampling started, {_e(w.ended_by)}</li>"
-        for w in t.windows
-    )
-    fault_list = (
-        f'<ul class="compact">{windows}</ul>'
-        if windows
-        else '<p class="muted">No fault in effect during the sampling.</p>'
-    )
+        head += f", as <code>{_e(t.identity)}</code>"
+    caption = _sampling_caption(t, head)
+    fault_list = _fault_list(t.windows)
     rows = []
     for s in t.summary:
         rate_cls = "ok" if s.success_rate == 1.0 else "bad"
@@ -418,6 +410,74 @@ def _timeline(t: Timeline) -> str:
         f'<figure class="timeline"{_attrs(phase=t.phase, probe=t.probe)}>'
         f"<figcaption>{caption}</figcaption>{svg.timeline(t)}{fault_list}{table}</figure>"
     )
+
+
+def _sampling_caption(v: Sampled, head: str, alarm: str = "") -> str:
+    """A sampling's caption: phase and probe, `head` (HTML), when and for how long, then
+    `alarm` (text, in red), why it stopped short and its error."""
+    caption = (
+        f'<span class="phase">{_e(v.phase)}</span> {_e(v.probe)}: {head}'
+        f'<br><span class="muted">from {_e(_time(v.started_at))} for '
+        f"{_e(describe.seconds(v.span_s))}</span>"
+    )
+    if alarm:
+        caption += f'<br><span class="alarm">{_e(alarm)}</span>'
+    if v.reason:
+        caption += f'<br><span class="warn">{_e(v.reason)}</span>'
+    if v.error:
+        caption += f'<br><span class="bad">{_e(v.error)}</span>'
+    return caption
+
+
+def _fault_list(windows: Sequence[Window]) -> str:
+    """Each fault window of a sampling, in seconds since it started."""
+    items = "".join(
+        f"<li{_attrs(fault=w.name, start_s=f'{w.start_s:.3f}', end_s=f'{w.end_s:.3f}')}>"
+        f"<b>{_e(w.name)}</b> (<code>{_e(w.func)}</code>): in effect from "
+        f"{_e(describe.seconds(w.start_s))} to {_e(describe.seconds(w.end_s))} "
+        f"after the sampling started, {_e(w.ended_by)}</li>"
+        for w in windows
+    )
+    if not items:
+        return '<p class="muted">No fault in effect during the sampling.</p>'
+    return f'<ul class="compact">{items}</ul>'
+
+
+def _matrix_timeline(m: MatrixTimeline) -> str:
+    every = _e(describe.seconds(m.interval_seconds)) or "?"
+    holds = _yes_no(
+        m.holds, "every cell as expected in every round", "a cell NOT as expected in some round"
+    )
+    head = f"matrix {_e(m.matrix)} checked every {every} ({_e(_int(m.rounds))} rounds) · {holds}"
+    alarm = f"FAIL-OPEN: {m.fail_open_text}" if m.fail_open else ""
+    caption = _sampling_caption(m, head, alarm)
+    rows = [
+        f"<tr{_attrs(cell=cell.id, t=f'{ch.t:g}', **{'from': ch.before}, to=ch.after)}>"
+        f'<td>{_e(cell.id)}</td><td class="num">{_e(describe.at(ch.t))}</td>'
+        f"<td><b>{_e(ch.text)}</b></td><td>{_e(m.beside_faults(ch.t))}</td>"
+        f"<td>{_pod_asked(ch)}</td><td>{_e(ch.evidence)}</td></tr>"
+        for cell, ch in m.changes
+    ]
+    headers = ["Cell", "At", "Verdict change", "Against the faults", "Pod asked", "Evidence"]
+    changes = (
+        _table(headers, rows, "matrix-changes", "Each change of verdict", probe=m.probe)
+        if rows
+        else '<p class="muted">No cell changed verdict.</p>'
+    )
+    data = _attrs(phase=m.phase, probe=m.probe, matrix=m.matrix, holds=m.holds)
+    data += _attrs(fail_open_count=len(m.fail_open))
+    return (
+        f'<figure class="matrix-timeline"{data}><figcaption>{caption}</figcaption>'
+        f"{svg.matrix_timeline(m)}{_fault_list(m.windows)}{changes}</figure>"
+    )
+
+
+def _pod_asked(ch: VerdictChange) -> str:
+    if not ch.pod:
+        return '<span class="muted">none (no Ready pod)</span>'
+    ip = f" {_e(ch.pod_ip)}" if ch.pod_ip else ""
+    new = '<br><span class="warn">another pod than the round before</span>' if ch.new_pod else ""
+    return f"<code>{_e(ch.pod)}</code>{ip}{new}"
 
 
 def _at(value: float | None) -> str:

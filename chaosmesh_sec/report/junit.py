@@ -10,6 +10,9 @@ test cases are:
 - one per identity-matrix check in the method (``during: <probe>``): a ``<failure>``
   on a fail-open cell or a cell not as expected, an ``<error>`` when the check raised
   for another reason;
+- one per identity matrix sampled over time in the method (``during: <probe>``): a
+  ``<failure>`` naming each fail-open moment (a change of layer, or a cell not as
+  expected while a fault is on, is the timeline's to show, not a failure);
 - one per failed activity of the method, and of the rollbacks (a failed rollback may
   leave a fault behind), and the safety net's own error: an ``<error>`` with the
   exception's last line.
@@ -25,9 +28,21 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from chaosmesh_sec.journal import FAIL_OPEN_ERROR, MATRIX_FUNC, MATRIX_MODULE
+from chaosmesh_sec.journal import (
+    FAIL_OPEN_ERROR,
+    MATRIX_FUNC,
+    MATRIX_MODULE,
+    MATRIX_SAMPLING_FUNC,
+)
 from chaosmesh_sec.report import describe
-from chaosmesh_sec.report.model import Experiment, Hypothesis, MatrixView, Report, Step
+from chaosmesh_sec.report.model import (
+    Experiment,
+    Hypothesis,
+    MatrixTimeline,
+    MatrixView,
+    Report,
+    Step,
+)
 from chaosmesh_sec.report.scrub import scrub
 
 __all__ = ["render_junit"]
@@ -134,11 +149,17 @@ def _story(e: Experiment) -> str:
 def _cases(e: Experiment) -> list[_Case]:
     cases = [_hypothesis_case(e, "before", e.before), _hypothesis_case(e, "after", e.after)]
     during = iter(m for m in e.matrices if m.phase == "during")
+    sampled = iter(m for m in e.matrix_timelines if m.phase == "during")
     for step in e.method:
         if (step.module, step.func) == (MATRIX_MODULE, MATRIX_FUNC):
             view = next(during, None)
             if view is not None:
                 cases.append(_matrix_case(view))
+                continue
+        if (step.module, step.func) == (MATRIX_MODULE, MATRIX_SAMPLING_FUNC) and not step.failed:
+            timeline = next(sampled, None)
+            if timeline is not None:
+                cases.append(_timeline_case(timeline, step))
                 continue
         if step.failed:
             cases.append(_step_case("activity", step))
@@ -199,6 +220,19 @@ def _matrix_case(view: MatrixView) -> _Case:
     if view.status == "failed":
         return _Case(name, seconds, "error", view.error or "failed", _kind(view.error), view.error)
     return _Case(name, seconds)
+
+
+def _timeline_case(m: MatrixTimeline, step: Step) -> _Case:
+    name = f"during: {m.probe}" + (f" (matrix {m.matrix} over time)" if m.matrix else "")
+    details = "\n".join(
+        f"{cell.id} at {describe.at(ch.t)}: {ch.text}"
+        + (f" ({m.beside_faults(ch.t)})" if m.windows else "")
+        for cell, ch in m.changes
+    )
+    if m.fail_open:
+        message = f"fail-open: {m.fail_open_text}"
+        return _Case(name, step.duration or 0.0, "failure", message, FAIL_OPEN_ERROR, details)
+    return _Case(name, step.duration or 0.0)
 
 
 def _step_case(prefix: str, step: Step) -> _Case:

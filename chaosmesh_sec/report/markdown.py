@@ -2,10 +2,12 @@
 
 Same sections as :mod:`chaosmesh_sec.report.html`. Each identity-matrix check is a
 table (rows are sources, columns destinations) with the verdict in each cell, the
-expectation, a layer change, and **FAIL-OPEN** in bold; the issuance timeline is a
-strip per target (``#`` issued, ``x`` failed) under which the fault windows are
-drawn with ``~``. Every text is scrubbed and escaped for a table cell (no ``|``, no
-line break, no HTML tag).
+expectation, a layer change, and **FAIL-OPEN** in bold; the identity matrix over
+time is a strip per cell (``4`` an L4 deny, ``7`` an L7 deny, ``a`` allowed, ``!``
+FAIL-OPEN ...) and a table of each change of verdict against the faults; the
+issuance timeline is a strip per target (``#`` issued, ``x`` failed). Under each
+strip the fault windows are drawn with ``~``. Every text is scrubbed and escaped for
+a table cell (no ``|``, no line break, no HTML tag).
 """
 
 from __future__ import annotations
@@ -22,17 +24,28 @@ from chaosmesh_sec.report.model import (
     Hypothesis,
     IssuanceCheck,
     MatrixCell,
+    MatrixTimeline,
     MatrixView,
     RedirectionView,
     Report,
+    Sampled,
     Step,
     Timeline,
+    Window,
 )
 from chaosmesh_sec.report.scrub import scrub
 
 __all__ = ["render_markdown"]
 
 STRIP_CHARS = 100
+VERDICT_CHARS = {
+    "allowed": "a",
+    "denied_by_network": "4",
+    "denied_by_mesh": "7",
+    "mtls_failure": "t",
+    "error": "e",
+}
+"""A round of a cell in its strip (``-``: no pod to ask from, ``!``: FAIL-OPEN)."""
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
@@ -130,6 +143,7 @@ def _checks(e: Experiment) -> str:
     parts = []
     if e.matrices:
         parts.append(f"{len(e.matrices)} matrix check(s)")
+    parts.extend(m.headline for m in e.matrix_timelines)
     for t in e.timelines:
         rates = [f"{s.target} {describe.percent(s.success_rate)}" for s in t.summary]
         parts.append("issuance " + ", ".join(rates))
@@ -165,6 +179,10 @@ def _experiment(e: Experiment) -> list[str]:
         lines += ["### Identity matrix", ""]
         for view in e.matrices:
             lines += _matrix(view)
+    if e.matrix_timelines:
+        lines += ["### Identity matrix over time", ""]
+        for m in e.matrix_timelines:
+            lines += _matrix_timeline(m)
     if e.timelines or e.issuance_checks:
         lines += ["### Certificate issuance", ""]
         for t in e.timelines:
@@ -267,25 +285,8 @@ def _matrix(v: MatrixView) -> list[str]:
 def _timeline(t: Timeline) -> list[str]:
     lines = [f"#### {t.phase}: {_t(t.probe)} (issuance timeline)", ""]
     every = describe.seconds(t.interval_seconds) or "?"
-    lines += [
-        f"A certificate asked of each target every {every}"
-        + (f" as {_code(t.identity)}" if t.identity else "")
-        + f", from {_time(t.started_at)} for {describe.seconds(t.span_s)}.",
-        "",
-    ]
-    if t.reason:
-        lines += [f"Reason: {_t(t.reason)}", ""]
-    if t.error:
-        lines += [f"**{_t(t.error)}**", ""]
-    for w in t.windows:
-        lines.append(
-            f"- Fault {_t(w.name)} ({_code(w.func)}): in effect from "
-            f"{describe.seconds(w.start_s)} to {describe.seconds(w.end_s)} after the sampling "
-            f"started, {_t(w.ended_by)}"
-        )
-    if not t.windows:
-        lines.append("- No fault in effect during the sampling.")
-    lines.append("")
+    head = f"A certificate asked of each target every {every}"
+    lines += _sampling_head(t, head + (f" as {_code(t.identity)}" if t.identity else ""))
     if t.samples:
         lines += ["```text", *_strips(t), "```", ""]
     rows = [
@@ -305,33 +306,128 @@ def _timeline(t: Timeline) -> list[str]:
     return lines + (_table(headers, rows) if rows else [])
 
 
-def _strips(t: Timeline) -> list[str]:
-    """A text strip per target: ``#`` issued, ``x`` failed, ``.`` no sample; ``~`` faults."""
-    span = t.span_s or 1.0
-    step = t.interval_seconds or 1.0
-    slots = max(1, min(STRIP_CHARS, math.ceil(span / step)))
-    width = span / slots
-    labels = {target: _fenced(target) for target in t.targets}
-    pad = max((len(x) for x in [*labels.values(), "faults"]), default=6)
-    lines = []
-    for target in t.targets:
-        strip = ["."] * slots
-        for s in t.samples:
-            if s.target != target:
-                continue
-            k = min(slots - 1, max(0, int(s.t / width)))
-            strip[k] = "x" if not s.issued or strip[k] == "x" else "#"
-        lines.append(f"{labels[target]:<{pad}} |{''.join(strip)}|")
-    if t.windows:
+def _sampling_head(v: Sampled, head: str, alarm: str = "") -> list[str]:
+    """`head` (Markdown), when and for how long; `alarm` in bold, why the sampling
+    stopped short, its error; then the fault windows over it."""
+    lines = [f"{head}, from {_time(v.started_at)} for {describe.seconds(v.span_s)}.", ""]
+    for line, shown in ((alarm, f"**{_t(alarm)}**"), (v.reason, f"Reason: {_t(v.reason)}")):
+        lines += [shown, ""] if line else []
+    if v.error:
+        lines += [f"**{_t(v.error)}**", ""]
+    return lines + _fault_list(v.windows)
+
+
+def _fault_list(windows: Sequence[Window]) -> list[str]:
+    """Each fault window of a sampling, in seconds since it started, then a blank line."""
+    lines = [
+        f"- Fault {_t(w.name)} ({_code(w.func)}): in effect from "
+        f"{describe.seconds(w.start_s)} to {describe.seconds(w.end_s)} after the sampling "
+        f"started, {_t(w.ended_by)}"
+        for w in windows
+    ]
+    return [*(lines or ["- No fault in effect during the sampling."]), ""]
+
+
+def _slots(span: float, step: float | None) -> tuple[int, float]:
+    """How many characters a strip has for `span` seconds, and the seconds of each."""
+    slots = max(1, min(STRIP_CHARS, math.ceil(span / (step or 1.0))))
+    return slots, span / slots
+
+
+def _slot(t: float, slots: int, width: float) -> int:
+    return min(slots - 1, max(0, int(t / width)))
+
+
+def _strip_lines(
+    rows: Sequence[tuple[str, str]], windows: Sequence[Window], span: float, width: float
+) -> list[str]:
+    """Labelled strips, the faults' strip (``~``) under them, the time axis."""
+    slots = len(rows[0][1]) if rows else 1
+    pad = max((len(label) for label in [*(r[0] for r in rows), "faults"]), default=6)
+    lines = [f"{label:<{pad}} |{strip}|" for label, strip in rows]
+    if windows:
         strip = [" "] * slots
-        for w in t.windows:
-            first, last = max(0, int(w.start_s / width)), min(slots - 1, int(w.end_s / width))
-            for k in range(first, last + 1):
+        for w in windows:
+            for k in range(
+                max(0, int(w.start_s / width)), min(slots - 1, int(w.end_s / width)) + 1
+            ):
                 strip[k] = "~"
         lines.append(f"{'faults':<{pad}} |{''.join(strip)}|")
     start, end = "0 s", f"{span:.0f} s"
     lines.append(" " * (pad + 2) + start + " " * max(1, slots - len(start) - len(end)) + end)
     return lines
+
+
+def _strips(t: Timeline) -> list[str]:
+    """A text strip per target: ``#`` issued, ``x`` failed, ``.`` no sample; ``~`` faults."""
+    span = t.span_s or 1.0
+    slots, width = _slots(span, t.interval_seconds)
+    rows = []
+    for target in t.targets:
+        strip = ["."] * slots
+        for s in t.samples:
+            if s.target != target:
+                continue
+            k = _slot(s.t, slots, width)
+            strip[k] = "x" if not s.issued or strip[k] == "x" else "#"
+        rows.append((_fenced(target), "".join(strip)))
+    return _strip_lines(rows, t.windows, span, width)
+
+
+def _matrix_strips(m: MatrixTimeline) -> list[str]:
+    """A strip per cell: each character the verdict of the latest round by then
+    (:data:`VERDICT_CHARS`; ``!`` a fail-open in that slot, ``-`` no pod to ask from)."""
+    span = m.span_s or 1.0
+    slots, width = _slots(span, m.interval_seconds)
+    rows = []
+    for cell in m.cells:
+        strip = [" "] * slots
+        for i, s in enumerate(cell.samples):
+            following = i + 1 < len(cell.samples)
+            end = _slot(cell.samples[i + 1].t, slots, width) - 1 if following else slots - 1
+            char = "-" if s.not_asked else VERDICT_CHARS.get(s.verdict, "?")
+            first = _slot(s.t, slots, width)
+            for k in range(first, max(first, end) + 1):
+                if strip[k] != "!":  # a fail-open in a slot stays shown
+                    strip[k] = "!" if s.fail_open and k == first else char
+        label = f"{_fenced(cell.id)} (expected {_fenced(cell.expected)})"
+        rows.append((label, "".join(strip)))
+    return _strip_lines(rows, m.windows, span, width)
+
+
+def _matrix_timeline(m: MatrixTimeline) -> list[str]:
+    holds = (
+        "?"
+        if m.holds is None
+        else "every cell as expected in every round"
+        if m.holds
+        else "**a cell NOT as expected in some round**"
+    )
+    lines = [f"#### {m.phase}: {_t(m.probe)} (matrix {_t(m.matrix)} over time): {holds}", ""]
+    every = describe.seconds(m.interval_seconds) or "?"
+    head = f"Every cell checked every {every} ({_int(m.rounds)} rounds)"
+    lines += _sampling_head(m, head, f"FAIL-OPEN: {m.fail_open_text}" if m.fail_open else "")
+    if m.cells:
+        key = ", ".join(f"`{c}` {v}" for v, c in VERDICT_CHARS.items())
+        lines += ["```text", *_matrix_strips(m), "```", ""]
+        lines += [f"Key: {key}, `-` no pod to ask from, `!` FAIL-OPEN.", ""]
+    rows = [
+        [
+            _t(cell.id),
+            describe.at(ch.t),
+            f"**{_t(ch.text)}**",
+            _t(m.beside_faults(ch.t)),
+            _code(ch.pod)
+            + (f" {_t(ch.pod_ip)}" if ch.pod_ip else "")
+            + (" (another pod than the round before)" if ch.new_pod else ""),
+            _t(ch.evidence),
+        ]
+        for cell, ch in m.changes
+    ]
+    if not rows:
+        return [*lines, "No cell changed verdict.", ""]
+    headers = ["Cell", "At", "Verdict change", "Against the faults", "Pod asked", "Evidence"]
+    return lines + _table(headers, rows)
 
 
 def _at(value: float | None) -> str:

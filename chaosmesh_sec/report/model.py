@@ -12,27 +12,34 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from chaosmesh_sec.report import describe
+
 __all__ = [
     "FAULTS_PACKAGE",
     "HEAL_PREFIXES",
     "MATRIX_VERDICTS",
     "REDIRECTION_VERDICTS",
     "VERDICTS",
+    "CellSample",
+    "CellTimeline",
     "Experiment",
     "FaultWindow",
     "Hypothesis",
     "IssuanceCheck",
     "IssuanceRow",
     "MatrixCell",
+    "MatrixTimeline",
     "MatrixView",
     "PodRedirection",
     "RedirectionView",
     "Report",
     "SafetyNet",
     "Sample",
+    "Sampled",
     "Step",
     "TargetSummary",
     "Timeline",
+    "VerdictChange",
     "Window",
 ]
 
@@ -107,12 +114,23 @@ class Hypothesis:
 
 
 @dataclass(frozen=True)
-class MatrixCell:
-    """One source x destination of a matrix check; `evidence` says what came back."""
+class _Cell:
+    """A source x destination of a matrix, and what it expects."""
 
     source: str
     destination: str
     expected: str
+
+    @property
+    def id(self) -> str:
+        """``source -> destination``, as the journal names a cell."""
+        return f"{self.source} -> {self.destination}"
+
+
+@dataclass(frozen=True)
+class MatrixCell(_Cell):
+    """One source x destination of a matrix check; `evidence` says what came back."""
+
     verdict: str
     ok: bool
     fail_open: bool
@@ -121,11 +139,6 @@ class MatrixCell:
     baseline: str | None
     layer_change: str | None
     evidence: str
-
-    @property
-    def id(self) -> str:
-        """``source -> destination``, as the journal names a cell."""
-        return f"{self.source} -> {self.destination}"
 
 
 @dataclass(frozen=True)
@@ -219,12 +232,12 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Timeline:
-    """A ``sample_issuance`` run: samples, a summary per target, the faults over it.
+class Sampled:
+    """What every sampling probe's run has: when it ran and how often, the fault windows
+    over it (:class:`Window`), why it stopped short (`reason`), its error.
 
-    `targets`: the lanes, ``service`` first, then replicas in order of appearance.
-    `span_s`: the sampled seconds (from ``started_at`` to ``ended_at``, or to the
-    last sample).
+    `span_s`: the sampled seconds (from ``started_at`` to ``ended_at``, or to the last
+    sample's slot).
     """
 
     phase: str
@@ -233,20 +246,144 @@ class Timeline:
     started_at: datetime | None
     ended_at: datetime | None
     interval_seconds: float | None
-    identity: str
-    targets: tuple[str, ...]
-    samples: tuple[Sample, ...]
-    summary: tuple[TargetSummary, ...]
     windows: tuple[Window, ...]
     reason: str
     error: str
 
+    def _last_t(self) -> float:
+        return 0.0
+
     @property
     def span_s(self) -> float:
-        last = max((s.t for s in self.samples), default=0.0) + (self.interval_seconds or 0.0)
+        last = self._last_t() + (self.interval_seconds or 0.0)
         if self.started_at and self.ended_at:
             return max((self.ended_at - self.started_at).total_seconds(), last, 0.0)
         return last
+
+
+@dataclass(frozen=True)
+class Timeline(Sampled):
+    """A ``sample_issuance`` run: samples, a summary per target, the faults over it.
+
+    `targets`: the lanes, ``service`` first, then replicas in order of appearance.
+    """
+
+    identity: str
+    targets: tuple[str, ...]
+    samples: tuple[Sample, ...]
+    summary: tuple[TargetSummary, ...]
+
+    def _last_t(self) -> float:
+        return max((s.t for s in self.samples), default=0.0)
+
+
+@dataclass(frozen=True)
+class CellSample:
+    """One round of a sampled identity matrix, for one cell: `t` seconds after it started.
+
+    `pod` / `pod_ip`: the source pod asked ("" when the journal does not say);
+    `not_asked`: its source (or a pod destination) had no Ready pod in that round.
+    """
+
+    t: float
+    verdict: str
+    ok: bool
+    fail_open: bool
+    pod: str
+    pod_ip: str
+    not_asked: bool
+
+
+@dataclass(frozen=True)
+class VerdictChange:
+    """A cell's verdict changed from one round to the next, at `t` (a layer change, the
+    way back); `evidence`: what came back in the round it changed ("" unknown);
+    `pod` / `pod_ip`: the source pod asked then, `new_pod`: not the one asked before."""
+
+    t: float
+    before: str
+    after: str
+    pod: str
+    pod_ip: str
+    new_pod: bool
+    evidence: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.before} → {self.after}"
+
+
+@dataclass(frozen=True)
+class CellTimeline(_Cell):
+    """One cell of a ``sample_matrix`` run: its samples in time order, its changes."""
+
+    samples: tuple[CellSample, ...]
+    changes: tuple[VerdictChange, ...]
+
+    @property
+    def fail_open_s(self) -> tuple[float, ...]:
+        return tuple(s.t for s in self.samples if s.fail_open)
+
+    @property
+    def deviations(self) -> int:
+        return sum(1 for s in self.samples if not s.ok)
+
+
+@dataclass(frozen=True)
+class MatrixTimeline(Sampled):
+    """A ``sample_matrix`` run: each cell's verdict round after round, the faults over it.
+
+    `holds`: every cell as expected in every round (None: unknown).
+    """
+
+    matrix: str
+    holds: bool | None
+    rounds: int | None
+    cells: tuple[CellTimeline, ...]
+
+    def _last_t(self) -> float:
+        return max((s.t for c in self.cells for s in c.samples), default=0.0)
+
+    @property
+    def fail_open(self) -> tuple[tuple[float, str], ...]:
+        """Each fail-open moment: (t, cell), in time order."""
+        return tuple(sorted((t, c.id) for c in self.cells for t in c.fail_open_s))
+
+    @property
+    def changes(self) -> tuple[tuple[CellTimeline, VerdictChange], ...]:
+        """Every cell's changes, in time order."""
+        every = [(c, ch) for c in self.cells for ch in c.changes]
+        return tuple(sorted(every, key=lambda x: x[1].t))
+
+    @property
+    def fail_open_text(self) -> str:
+        """``a -> b at 5 s, a -> b at 9 s``: each fail-open moment ("" with none)."""
+        return ", ".join(f"{cell} at {describe.at(t)}" for t, cell in self.fail_open)
+
+    @property
+    def headline(self) -> str:
+        """In one line, for a summary: ``matrix m over time: 9 changes of verdict,
+        FAIL-OPEN 2 moment(s)`` (or ``no fail-open``)."""
+        n = len(self.changes)
+        text = f"matrix {self.matrix} over time: {n} change{'s' if n != 1 else ''} of verdict"
+        moments = len(self.fail_open)
+        return text + (f", FAIL-OPEN {moments} moment(s)" if moments else ", no fail-open")
+
+    def beside_faults(self, t: float) -> str:
+        """Where `t` falls against the fault windows, in words: ``during F (+3.2 s)``,
+        ``4.1 s after F ended`` (each that ended, the latest first), ``1.0 s before F``;
+        "" with no fault."""
+        inside = [w for w in self.windows if w.start_s <= t <= w.end_s]
+        if inside:
+            return ", ".join(f"during {w.name} (+{t - w.start_s:.1f} s)" for w in inside)
+        ended = sorted((w for w in self.windows if w.end_s < t), key=lambda w: -w.end_s)
+        if ended:
+            return ", ".join(f"{t - w.end_s:.1f} s after {w.name} ended" for w in ended)
+        after = [w for w in self.windows if w.start_s > t]
+        if after:
+            w = min(after, key=lambda w: w.start_s)
+            return f"{w.start_s - t:.1f} s before {w.name}"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -349,16 +486,21 @@ class Experiment:
     safety_net: SafetyNet | None
     chaoslib_version: str
     redirections: tuple[RedirectionView, ...] = ()
+    matrix_timelines: tuple[MatrixTimeline, ...] = ()
 
     @property
     def fail_open_count(self) -> int:
-        """Fail-open cells over every matrix check of the run (the worst result)."""
-        return sum(len(m.fail_open) for m in self.matrices)
+        """Fail-open cells over every matrix check of the run, each fail-open moment of a
+        sampled matrix counted as one (the worst result)."""
+        checks = sum(len(m.fail_open) for m in self.matrices)
+        return checks + sum(len(t.fail_open) for t in self.matrix_timelines)
 
     @property
     def fail_open_cells(self) -> tuple[str, ...]:
-        """Each fail-open cell once, in run order."""
-        return tuple(dict.fromkeys(c for m in self.matrices for c in m.fail_open))
+        """Each fail-open cell once, in run order (the sampled matrices' last)."""
+        checked = [c for m in self.matrices for c in m.fail_open]
+        sampled = [cell for t in self.matrix_timelines for _t, cell in t.fail_open]
+        return tuple(dict.fromkeys([*checked, *sampled]))
 
     @property
     def failed_steps(self) -> tuple[Step, ...]:

@@ -12,6 +12,9 @@ What this pack's activities returned is recognised by ``provider.module`` and
 
 - ``chaosmesh_sec.probes.matrix`` / ``identity_matrix``: a :class:`MatrixView` per
   check, phased ``before`` (hypothesis), ``during`` (method), ``after``, ``rollback``;
+- ``chaosmesh_sec.probes.matrix`` / ``sample_matrix``: a :class:`MatrixTimeline`, each
+  cell's verdict round after round and its changes (derived from the samples, a
+  sample that differs from the one before it), with the fault windows over it;
 - ``chaosmesh_sec.probes.issuance`` / ``sample_issuance``: a :class:`Timeline`, with
   the :class:`FaultWindow` of each fault drawn over it;
 - ``chaosmesh_sec.probes.issuance`` / ``certificate_issuance``: an
@@ -44,6 +47,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,7 @@ from chaosmesh_sec.errors import InvalidInput
 from chaosmesh_sec.journal import (
     MATRIX_FUNC,
     MATRIX_MODULE,
+    MATRIX_SAMPLING_FUNC,
     fail_open_raised,
     method_runs,
     rollback_runs,
@@ -62,12 +67,15 @@ from chaosmesh_sec.report.model import (
     MATRIX_VERDICTS,
     REDIRECTION_VERDICTS,
     VERDICTS,
+    CellSample,
+    CellTimeline,
     Experiment,
     FaultWindow,
     Hypothesis,
     IssuanceCheck,
     IssuanceRow,
     MatrixCell,
+    MatrixTimeline,
     MatrixView,
     PodRedirection,
     RedirectionView,
@@ -77,6 +85,7 @@ from chaosmesh_sec.report.model import (
     Step,
     TargetSummary,
     Timeline,
+    VerdictChange,
     Window,
 )
 from chaosmesh_sec.report.scrub import scrub_json
@@ -84,6 +93,7 @@ from chaosmesh_sec.report.scrub import scrub_json
 __all__ = ["experiment_from_journal", "load_report", "read_journal"]
 
 MATRIX_PROBE = (MATRIX_MODULE, MATRIX_FUNC)
+MATRIX_SAMPLING_PROBE = (MATRIX_MODULE, MATRIX_SAMPLING_FUNC)
 SAMPLING_PROBE = ("chaosmesh_sec.probes.issuance", "sample_issuance")
 ISSUANCE_PROBE = ("chaosmesh_sec.probes.issuance", "certificate_issuance")
 REDIRECTION_PROBE = ("chaosmesh_sec.probes.redirection", "redirection_in_place")
@@ -173,6 +183,11 @@ def experiment_from_journal(
         chaoslib_version=_str(journal.get("chaoslib-version")),
         redirections=tuple(
             _redirection(s) for s in every if (s.module, s.func) == REDIRECTION_PROBE
+        ),
+        matrix_timelines=tuple(
+            _matrix_timeline(s, windows)
+            for s in every
+            if (s.module, s.func) == MATRIX_SAMPLING_PROBE
         ),
     )
 
@@ -407,20 +422,95 @@ def _timeline(step: Step, windows: Sequence[FaultWindow]) -> Timeline:
         targets=tuple(targets),
         samples=tuple(samples),
         summary=tuple(sorted(summary, key=lambda s: targets.index(s.target))),
-        windows=tuple(
-            Window(
-                w.name,
-                w.func,
-                (w.start - started).total_seconds(),
-                (w.end - started).total_seconds(),
-                w.ended_by,
-            )
-            for w in windows
-        )
-        if started
-        else (),
+        windows=_relative(windows, started),
         reason=_str(o.get("reason")),
         error=step.error,
+    )
+
+
+def _relative(windows: Sequence[FaultWindow], started: datetime | None) -> tuple[Window, ...]:
+    """The fault windows in seconds since a sampling `started` (none if it is unknown)."""
+    if started is None:
+        return ()
+    return tuple(
+        Window(
+            w.name,
+            w.func,
+            (w.start - started).total_seconds(),
+            (w.end - started).total_seconds(),
+            w.ended_by,
+        )
+        for w in windows
+    )
+
+
+def _matrix_timeline(step: Step, windows: Sequence[FaultWindow]) -> MatrixTimeline:
+    o = _map(step.output)
+    started = _when(o.get("started_at"))
+    cells = []
+    for c in (_map(x) for x in _list(o.get("cells"))):
+        source, destination = _str(c.get("source")), _str(c.get("destination"))
+        if not source and " -> " in _str(c.get("cell")):
+            source, _, destination = _str(c.get("cell")).partition(" -> ")
+        samples = sorted(
+            (s for s in (_cell_sample(_map(x)) for x in _list(c.get("samples"))) if s),
+            key=lambda s: s.t,
+        )
+        told = {describe.number(_map(x).get("t")): _map(x) for x in _list(c.get("changes"))}
+        changes = [
+            VerdictChange(
+                t=now.t,
+                before=before.verdict,
+                after=now.verdict,
+                pod=now.pod,
+                pod_ip=now.pod_ip,
+                new_pod=bool(now.pod) and now.pod != before.pod,
+                evidence=_evidence(told.get(now.t, {}).get("evidence")),
+            )
+            for before, now in pairwise(samples)
+            if now.verdict != before.verdict
+        ]
+        cells.append(
+            CellTimeline(
+                source=source,
+                destination=destination,
+                expected=_str(c.get("expected")),
+                samples=tuple(samples),
+                changes=tuple(changes),
+            )
+        )
+    holds = o.get("holds")
+    return MatrixTimeline(
+        phase=step.phase,
+        probe=step.name,
+        status=step.status,
+        matrix=_str(o.get("matrix")) or _str(step.arguments.get("matrix")),
+        started_at=started,
+        ended_at=_when(o.get("ended_at")),
+        interval_seconds=describe.number(o.get("interval_seconds")),
+        holds=holds if isinstance(holds, bool) else None,
+        rounds=_int(o.get("rounds")),
+        cells=tuple(cells),
+        windows=_relative(windows, started),
+        reason=_str(o.get("reason")),
+        error=step.error,
+    )
+
+
+def _cell_sample(s: Mapping[str, Any]) -> CellSample | None:
+    """One sample of a cell (None without a time); `not_asked` when it says it had no pod."""
+    t = describe.number(s.get("t"))
+    if t is None:
+        return None
+    verdict = _str(s.get("verdict"))
+    return CellSample(
+        t=t,
+        verdict=verdict if verdict in MATRIX_VERDICTS else "error",
+        ok=s.get("ok") is True,
+        fail_open=s.get("fail_open") is True,
+        pod=_str(s.get("pod")),
+        pod_ip=_str(s.get("pod_ip")),
+        not_asked="pod" in s and s.get("pod") is None and verdict == "error",
     )
 
 

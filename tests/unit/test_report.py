@@ -14,6 +14,7 @@ import json
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from html.parser import HTMLParser
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ JOURNALS = Path(__file__).parent / "data" / "journals"
 SAMPLES = sorted(JOURNALS.glob("*.json"))
 MATRIX = ("chaosmesh_sec.probes.matrix", "identity_matrix")
 SAMPLING = ("chaosmesh_sec.probes.issuance", "sample_issuance")
+SAMPLED_MATRIX = ("chaosmesh_sec.probes.matrix", "sample_matrix")
+TIMELINE = "wrong-identity-timeline"  # the flagship with its matrix sampled over time
+CUT = "cut-helloworld-v1-node-from-apiserver"
 
 FAKE_JWT = fake_jwt({"sub": "system:serviceaccount:default:default"}, signature=b"not-real")
 KEY_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDfakefakefake"
@@ -209,10 +213,11 @@ def test_every_matrix_cell_carries_the_journals_verdict(tmp_path: Path) -> None:
             e["attrs"]["data-layer-change"],
         )
         for e in page.find("g")
-        if "data-cell" in e["attrs"]
+        if "data-cell" in e["attrs"] and e["attrs"].get("class") == "cell"
     }
     assert drawn == expected
-    assert len(expected) == 4 + 1 + 4 + 4 * 4  # wrong-identity, team-isolation
+    # wrong-identity (twice: one run also sampled the matrix over time), team-isolation
+    assert len(expected) == 2 * (4 + 1 + 4) + 4 * 4
 
 
 def test_wrong_identity_during_the_fault_is_denied_by_the_mesh(tmp_path: Path) -> None:
@@ -396,6 +401,149 @@ def test_a_check_that_raised_on_a_fail_open_still_names_it(tmp_path: Path) -> No
     assert failure.get("message") == "fail-open: sleep-v2 -> helloworld-v1"
 
 
+# ---------------------------------------------------------------- the matrix over time
+
+
+def _sampler(journal: dict[str, Any]) -> dict[str, Any]:
+    [run] = [r for r in journal["run"] if _fn(r) == SAMPLED_MATRIX]
+    return run
+
+
+def _window(journal: dict[str, Any], sampler: dict[str, Any]) -> tuple[float, float]:
+    """The partition's window in seconds since the sampling started: from the cut's start
+    to the end of the heal that ran after it (the report's rule for this journal)."""
+    started = _when(sampler["output"]["started_at"])
+    [cut] = [r for r in journal["run"] if r["activity"]["name"] == CUT]
+    [heal] = [r for r in journal["run"] if r["activity"]["name"] == "heal-the-partition"]
+    return (
+        (_when(cut["start"]) - started).total_seconds(),
+        (_when(heal["end"]) - started).total_seconds(),
+    )
+
+
+def _changes(cell: dict[str, Any]) -> list[tuple[float, str, str]]:
+    """(t, from, to) of every round whose verdict differs from the one before it."""
+    s = sorted(cell["samples"], key=lambda x: x["t"])
+    return [
+        (b["t"], a["verdict"], b["verdict"]) for a, b in pairwise(s) if a["verdict"] != b["verdict"]
+    ]
+
+
+def test_the_matrix_over_time_draws_every_round_and_each_change(tmp_path: Path) -> None:
+    journal = _load(TIMELINE)
+    sampler = _sampler(journal)
+    page = Page(_render(tmp_path, [JOURNALS / f"{TIMELINE}.json"])["html"])
+    [figure] = page.find("figure", probe=sampler["activity"]["name"])
+    assert figure["attrs"]["data-matrix"] == "wrong-identity"
+    assert figure["attrs"]["data-holds"] == str(sampler["output"]["holds"]).lower()
+    for cell in sampler["output"]["cells"]:
+        drawn = [
+            (float(e["attrs"]["data-t"]), e["attrs"]["data-verdict"], e["attrs"]["data-pod"])
+            for e in page.find("g", cell=cell["cell"])
+            if e["attrs"].get("class") == "sample"
+        ]
+        assert drawn == [(s["t"], s["verdict"], s["pod"] or "") for s in cell["samples"]]
+        lines = [
+            (float(e["attrs"]["data-t"]), e["attrs"]["data-from"], e["attrs"]["data-to"])
+            for e in page.find("g", cell=cell["cell"])
+            if e["attrs"].get("class") == "change"
+        ]
+        assert lines == _changes(cell)
+        rows = [e for e in page.find("tr", cell=cell["cell"]) if e["fig"] is figure["attrs"]]
+        assert [float(r["attrs"]["data-t"]) for r in rows] == [t for t, *_ in _changes(cell)]
+    # the story: sleep-v2 -> helloworld-v1 changed layer while the partition was on
+    start, end = _window(journal, sampler)
+    [v2] = [c for c in sampler["output"]["cells"] if c["cell"] == "sleep-v2 -> helloworld-v1"]
+    to_mesh = [t for t, _was, now in _changes(v2) if now == "denied_by_mesh"]
+    assert to_mesh and start <= to_mesh[0] <= end
+    [shaded] = page.find("g", fault=CUT)
+    assert abs(float(shaded["attrs"]["data-start-s"]) - start) < 1e-3
+    assert abs(float(shaded["attrs"]["data-end-s"]) - end) < 1e-3
+
+
+def test_the_matrix_over_time_says_when_each_change_fell_against_the_faults(
+    tmp_path: Path,
+) -> None:
+    texts = _render(tmp_path, [JOURNALS / f"{TIMELINE}.json"])
+    html, md = texts["html"], texts["markdown"]
+    journal = _load(TIMELINE)
+    sampler = _sampler(journal)
+    start, _end = _window(journal, sampler)
+    [v2] = [c for c in sampler["output"]["cells"] if c["cell"] == "sleep-v2 -> helloworld-v1"]
+    t = next(t for t, _was, now in _changes(v2) if now == "denied_by_mesh")
+    into = f"during {CUT} (+{t - start:.1f} s)"
+    assert into in html and into in md
+    assert "denied_by_mesh" in html.split(into, 1)[0].rsplit("<tr", 1)[1]
+    # the Markdown strip: L4 denies (4) before the fault, L7 (7) during it, faults under
+    block = md.split("#### during: matrix-timeline-across-the-fault", 1)[1]
+    strips = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    [lane] = [line for line in strips if line.startswith("sleep-v2 -> helloworld-v1 ")]
+    strip = lane.split("|")[1]
+    assert strip.startswith("4") and "7" in strip and strip.index("7") > strip.index("4")
+    assert strips[-2].startswith("faults ") and "~" in strips[-2]
+    assert "`7` denied_by_mesh" in block  # the key
+    # what the activity did, in one line: each cell's verdicts in turn
+    assert "sleep-v2 -> helloworld-v1: denied_by_network, " in md
+
+
+def _sampled_fail_open() -> dict[str, Any]:
+    """The timeline journal as if sleep-v2 had got through to helloworld-v1 in one round."""
+    journal = copy.deepcopy(_load(TIMELINE))
+    out = _sampler(journal)["output"]
+    [cell] = [c for c in out["cells"] if c["cell"] == "sleep-v2 -> helloworld-v1"]
+    sample = next(s for s in cell["samples"] if s["verdict"] == "denied_by_mesh")
+    sample.update(verdict="allowed", ok=False, fail_open=True)
+    cell["fail_open_s"] = [sample["t"]]
+    out["fail_open"] = [{"t": sample["t"], "cell": cell["cell"]}]
+    out["holds"] = False
+    return journal
+
+
+def test_a_fail_open_round_is_a_fail_open_of_the_run_everywhere(tmp_path: Path) -> None:
+    from chaosmesh_sec.gameday import EXIT_DEVIATED, journal_exit_code
+    from chaosmesh_sec.journal import fail_open_cells
+
+    journal = _sampled_fail_open()
+    texts = _render(tmp_path, [_write(tmp_path, "opened", journal)])
+    page = Page(texts["html"])
+    assert page.find(total_fail_open="1")
+    assert page.find("section", experiment="opened", fail_open_count="1")
+    assert page.find("figure", fail_open_count="1")
+    [opened] = [
+        e
+        for e in page.find("g", cell="sleep-v2 -> helloworld-v1", fail_open="true")
+        if e["attrs"].get("class") == "sample"
+    ]
+    t = float(opened["attrs"]["data-t"])
+    moment = f"sleep-v2 -> helloworld-v1 at {t:.1f}".removesuffix(".0") + " s"
+    assert f"FAIL-OPEN: {moment}" in "".join(page.text)
+    assert f"FAIL-OPEN: {moment}" in texts["markdown"]
+    (suite,) = ET.fromstring(texts["junit"]).findall("testsuite")
+    failures = [
+        f.get("message", "")
+        for c in suite.findall("testcase")
+        if c.get("name", "").startswith("during: matrix-timeline")
+        for f in c.findall("failure")
+    ]
+    assert failures == [f"fail-open: {moment}"]
+    assert fail_open_cells(journal) == 1
+    assert journal_exit_code(journal) == EXIT_DEVIATED
+
+
+def test_an_older_sampling_without_pods_draws_no_unasked_round(tmp_path: Path) -> None:
+    """A ``sample_matrix`` output from before samples named their pod: every round is
+    drawn by its verdict, none as "no pod to ask from", the changes still found."""
+    journal = copy.deepcopy(_load(TIMELINE))
+    for cell in _sampler(journal)["output"]["cells"]:
+        del cell["changes"]
+        for s in cell["samples"]:
+            del s["pod"], s["pod_ip"]
+    page = Page(_render(tmp_path, [_write(tmp_path, "older", journal)])["html"])
+    samples = [e for e in page.find("g") if e["attrs"].get("class") == "sample"]
+    assert samples and all(e["attrs"]["data-not-asked"] == "false" for e in samples)
+    assert page.find("g", cell="sleep-v2 -> helloworld-v1", to="denied_by_mesh")
+
+
 # ---------------------------------------------------------------- Markdown
 
 
@@ -509,7 +657,7 @@ def _paths(value: Any, path: tuple[Any, ...] = (), depth: int = 4) -> list[tuple
     return found
 
 
-@pytest.mark.parametrize("name", ["wrong-identity", "issuance-partition"])
+@pytest.mark.parametrize("name", ["wrong-identity", "issuance-partition", TIMELINE])
 def test_any_field_of_an_unexpected_type_still_renders(name: str) -> None:
     from chaosmesh_sec.report import Report, render_html, render_junit, render_markdown
     from chaosmesh_sec.report.reading import experiment_from_journal

@@ -145,6 +145,80 @@ def test_a_figure_the_page_gets_wrong_is_named(reference_dom: str, named: str) -
     assert any(named in p for p in problems), problems
 
 
+TIMELINE = Path(__file__).parent / "data" / "journals" / "wrong-identity-timeline.json"
+CUT = "cut-helloworld-v1-node-from-apiserver"
+
+
+@pytest.fixture(scope="module")
+def timeline_dom(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("timeline")
+    write_reports([TIMELINE], out)
+    return browser.rendered_dom(out / "report.html")
+
+
+def _timeline_journal_cells() -> dict[str, Any]:
+    run = json.loads(TIMELINE.read_text())
+    [out] = [
+        r["output"] for r in run["run"] if r["activity"]["provider"]["func"] == "sample_matrix"
+    ]
+    return {c["cell"]: c for c in out["cells"]}
+
+
+def test_the_matrix_over_time_read_off_the_page_is_all_there(timeline_dom: str) -> None:
+    """The flagship's timeline as Chromium drew it: a lane per cell, every round, and the
+    layer change of sleep-v2 -> helloworld-v1 drawn inside the partition's shaded window,
+    its way back after it."""
+    assert compare([TIMELINE], timeline_dom) == []
+    [e] = shown(timeline_dom).experiments
+    [m] = e.matrices_over_time
+    journal = _timeline_journal_cells()
+    lanes = {lane.id: lane for lane in m.lanes}
+    assert list(lanes) == list(journal)
+    assert all(len(lanes[c].rounds) == len(journal[c]["samples"]) for c in journal)
+    [cut] = [w for w in m.drawn_windows if w.fault == CUT]
+    lane = lanes["sleep-v2 -> helloworld-v1"]
+    to_mesh = [float(t) for t, _was, now in lane.changes if now == "denied_by_mesh"]
+    assert to_mesh and cut.start_s <= to_mesh[0] <= cut.end_s, (to_mesh, cut)
+    back = [float(t) for t, was, _now in lane.changes if was == "denied_by_mesh"]
+    assert back and back[0] > to_mesh[0]
+    assert ("sleep-v2 -> helloworld-v1", f"{to_mesh[0]:g}") in {c[:2] for c in m.listed_changes}
+
+
+def _first_mesh_round() -> str:
+    """The time (%g) of sleep-v2 -> helloworld-v1's first denied_by_mesh round."""
+    cell = _timeline_journal_cells()["sleep-v2 -> helloworld-v1"]
+    return f"{next(s['t'] for s in cell['samples'] if s['verdict'] == 'denied_by_mesh'):g}"
+
+
+TIMELINE_WRONG = {  # what the comparison names -> the page's text, and a wrong one
+    "lanes[sleep-v2 -> helloworld-v1].rounds": (
+        f'data-t="{_first_mesh_round()}" data-verdict="denied_by_mesh"',
+        f'data-t="{_first_mesh_round()}" data-verdict="denied_by_network"',
+    ),
+    "lanes[sleep-v2 -> helloworld-v1].changes": (
+        f'data-t="{_first_mesh_round()}" data-from=',
+        f'data-t="{float(_first_mesh_round()) + 1:g}" data-from=',
+    ),
+    ".listed_changes": ("→ denied_by_mesh</b>", "→ denied_by_network</b>"),
+    "lanes[sleep-v1 -> helloworld-v2].mark": (  # the first lane whose deny is expected
+        'text-anchor="end">expected denied<',
+        'text-anchor="end">expected allowed<',
+    ),
+    "].fail_open_count": (
+        'data-holds="false" data-fail-open-count="0"',
+        'data-holds="false" data-fail-open-count="1"',
+    ),
+}
+
+
+@pytest.mark.parametrize("named", TIMELINE_WRONG)
+def test_a_matrix_timeline_the_page_gets_wrong_is_named(timeline_dom: str, named: str) -> None:
+    before, after = TIMELINE_WRONG[named]
+    assert before in timeline_dom
+    problems = compare([TIMELINE], timeline_dom.replace(before, after, 1))
+    assert any(named in p for p in problems), problems
+
+
 def test_without_chromium_the_error_says_how_to_get_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
