@@ -28,6 +28,7 @@ from chaosmesh_sec._kube import exec_in_pod
 from chaosmesh_sec.lab import inspect, manager
 from chaosmesh_sec.lab.paths import LabPaths
 from chaosmesh_sec.lab.topology import DEFAULT
+from chaosmesh_sec.probes import _ca_access as ca
 from chaosmesh_sec.probes.issuance import certificate_issuance
 from chaosmesh_sec.probes.matrix import identity_matrix
 
@@ -475,3 +476,17 @@ def drop_lease_of_killed_run(api: client.ApiClient, namespace: str, pid: int) ->
     leases.delete_namespaced_lease(
         _lease.LEASE_NAME, namespace, body=client.V1DeleteOptions(preconditions=version)
     )
+
+
+def channels_made(monkeypatch: pytest.MonkeyPatch) -> list[ca.Channels]:
+    """Every CA channel set (``probes._ca_access.Channels``) the code under test makes,
+    in order: the class is patched for the test to count them."""
+    made: list[ca.Channels] = []
+
+    class Counted(ca.Channels):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(ca, "Channels", Counted)
+    return made

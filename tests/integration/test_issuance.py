@@ -8,14 +8,13 @@ crash) for each thing a user can get wrong that only the cluster can tell.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 from kubernetes import client
 
 from chaosmesh_sec.probes import _ca_access as ca
 from chaosmesh_sec.probes import issuance
-from tests.lab_fixtures import deploy_pause, eventually
+from tests.lab_fixtures import channels_made, deploy_pause, eventually
 
 IDENTITY = "spiffe://cluster.local/ns/default/sa/default"
 
@@ -133,14 +132,7 @@ def test_one_channel_per_replica_serves_many_csrs_and_a_broken_one_is_reopened(
 def test_a_sampler_keeps_one_channel_per_istiod_pod_for_its_whole_run(
     core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made: list[ca.Channels] = []
-
-    class Counted(ca.Channels):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(ca, "Channels", Counted)
+    made = channels_made(monkeypatch)
     result = issuance.sample_issuance(duration_seconds=3, interval_seconds=0.2)
     istiods = core.list_namespaced_pod("istio-system", label_selector="app=istiod").items
     assert all(s["issued"] for s in result["samples"]), result["samples"]

@@ -18,6 +18,7 @@ from kubernetes import client
 
 from chaosmesh_sec.probes import _ca_access as ca
 from chaosmesh_sec.probes import issuance
+from tests.lab_fixtures import channels_made
 
 
 def _istiods(core: client.CoreV1Api) -> list[str]:
@@ -48,14 +49,7 @@ def test_each_target_is_sampled_on_its_own_in_order(core: client.CoreV1Api) -> N
 def test_a_replicas_broken_tunnel_is_its_verdict_then_it_issues_again(
     core: client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made: list[ca.Channels] = []
-
-    class Counted(ca.Channels):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(ca, "Channels", Counted)
+    made = channels_made(monkeypatch)
     istiods = _istiods(core)
     cut = istiods[0]
     cut_at: list[float] = []
