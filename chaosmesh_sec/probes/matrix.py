@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -300,20 +300,19 @@ def _sampling_round(
     one first), every cell asked whose source and pod destination have a Ready pod now;
     the others are `error`, not asked. The senders, the outcome, why cells were not."""
     why: dict[tuple[str, str], str] = {}  # ("source" | "destination", name) -> why not asked
+    pick = _picker(core, 0)
     senders: dict[str, Any] = {}
     for s in parsed.sources:
         selector = _and(s.selector, narrowing.get(s.name))
         try:
-            senders[s.name] = _pick_preferred(
-                core, s.namespace, selector, preferring.get(s.name), s.name
-            )
+            senders[s.name] = pick(s.namespace, selector, s.name, preferring.get(s.name))
         except InvalidInput as exc:
             why[("source", s.name)] = str(exc)
     targets: dict[str, Any] = {}
     for d in parsed.destinations:
         if d.pod is not None:
             try:
-                targets[d.name] = _pick_pod(core, d.pod.namespace, d.pod.selector, d.name, 0)
+                targets[d.name] = pick(d.pod.namespace, d.pod.selector, d.name)
             except InvalidInput as exc:
                 why[("destination", d.name)] = str(exc)
     rows = [s.name for s in parsed.sources if s.name in senders]
@@ -356,13 +355,7 @@ def _check(
 ) -> tuple[dict[str, Any], judgement.MatrixOutcome]:
     """Pick the pods (InvalidInput if a source or pod destination has none), ask every
     cell (unless not `ask`), judge: the senders and the outcome."""
-    picked: dict[tuple[str, str], Any] = {}  # one read per namespace and selector
-
-    def pick(namespace: str, selector: str, role: str) -> Any:
-        if (namespace, selector) not in picked:
-            picked[namespace, selector] = _pick_pod(core, namespace, selector, role, wait_seconds)
-        return picked[namespace, selector]
-
+    pick = _picker(core, wait_seconds)
     senders = {
         s.name: pick(s.namespace, _and(s.selector, narrowing.get(s.name)), s.name)
         for s in parsed.sources
@@ -445,6 +438,25 @@ def _and(selector: str, extra: str | None) -> str:
 
 
 # ---------------------------------------------------------------- the cluster
+
+
+def _picker(core: Any, wait_seconds: int) -> Callable[..., Any]:
+    """``pick(namespace, selector, role, preferred=None)``: :func:`_pick_pod` (with
+    `preferred`: :func:`_pick_preferred`, which does not wait), each namespace, selector
+    and preference read once for the picker's life (one check, or one sampling round)."""
+    picked: dict[tuple[str, str, str | None], Any] = {}
+
+    def pick(namespace: str, selector: str, role: str, preferred: str | None = None) -> Any:
+        key = (namespace, selector, preferred)
+        if key not in picked:
+            picked[key] = (
+                _pick_preferred(core, namespace, selector, preferred, role)
+                if preferred
+                else _pick_pod(core, namespace, selector, role, wait_seconds)
+            )
+        return picked[key]
+
+    return pick
 
 
 def _pick_pod(core: Any, namespace: str, selector: str, role: str, wait_seconds: int) -> Any:
